@@ -1,0 +1,3 @@
+"""rl-reason: RL fine-tuning of LoRA adapters for verifiable reasoning."""
+
+__version__ = "0.1.0"

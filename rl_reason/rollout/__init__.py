@@ -1,0 +1,48 @@
+"""Rollout engines: the protocol every engine meets, and the records they return.
+
+Engines take prompts as token ids (data.py renders chat templates once, so every engine
+sees the same tokens) and return one Rollout per completion, grouped prompt-major: the n
+completions of prompt 0, then the n of prompt 1, and so on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence, runtime_checkable
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    max_new_tokens: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0  # 0 = off
+    stop: tuple[str, ...] = ()
+    greedy: bool = False
+
+
+@dataclass
+class Rollout:
+    prompt_index: int  # index into the prompt list given to generate()
+    prompt_ids: list[int]
+    completion_ids: list[int]  # the sampled tokens, EOS included when it was sampled
+    completion_text: str  # decoded completion, cut at a stop string if one matched
+    sample_logprobs: list[float] = field(default_factory=list)  # sampler's log-prob per token
+    finish_reason: str = "length"  # "stop" (EOS or stop string) or "length" (hit max_new_tokens)
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+@runtime_checkable
+class RolloutEngine(Protocol):
+    def generate(
+        self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams
+    ) -> list[Rollout]:
+        """n completions for each prompt, prompt-major."""
+
+    def sync_weights(self) -> None:
+        """Make the next generate() sample from the trainer's current adapter."""
+
+    def close(self) -> None: ...
