@@ -49,6 +49,7 @@ _BUILTIN: dict[str, str] = {
     "boxed_format": "rewards.format:boxed_format",
     "overlong_penalty": "rewards.shaping:overlong_penalty",
     "length_penalty": "rewards.shaping:length_penalty",
+    "regex": "rewards.text:regex",
 }
 _REGISTERED: dict[str, Checker] = {}
 

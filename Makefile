@@ -1,0 +1,39 @@
+# rl-reason: every target but setup uses the virtualenv in .venv/ (made by setup).
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: setup demo test test-slow test-vllm bench lint clean
+
+setup: $(STAMP)
+
+# torch is installed first and pinned: here 2.13.0 is the CPU build on local disk, and an
+# unpinned torch would pull a multi-GB CUDA build. On a GPU box install your CUDA torch
+# into .venv first (any 2.4 - 2.14) and this step keeps it.
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/rl-reason demo $(ARGS)
+
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+bench: setup
+	$(PY) bench/math.py
+	$(PY) bench/sandbox.py
+	$(PY) bench/vs_trl.py
+
+lint: setup
+	$(PY) -m compileall -q rl_reason rewards bench tests
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,105 @@
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rl_reason.config import (
+    RunConfig,
+    apply_overrides,
+    config_hash,
+    dump_yaml,
+    from_dict,
+    load_config,
+    to_dict,
+)
+from rl_reason.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "recipes" / "test" / "tiny_grpo.yaml"
+
+
+def write(tmp_path, text):
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_defaults_are_valid():
+    cfg = load_config(None)
+    assert cfg.algorithm.name == "grpo"
+    assert cfg.rollout.num_generations >= 2
+
+
+def test_every_shipped_recipe_validates():
+    recipes = sorted((ROOT / "recipes").rglob("*.yaml"))
+    recipes = [r for r in recipes if "accelerate" not in r.parts]
+    assert TINY in recipes
+    for r in recipes:
+        load_config(r)
+
+
+def test_overrides_parse_yaml_scalars(tmp_path):
+    cfg = load_config(TINY, ["train.steps=7", "train.lr=3e-4", "rollout.stop=['</answer>']", "logging.wandb=true"])
+    assert cfg.train.steps == 7
+    assert cfg.train.lr == pytest.approx(3e-4)
+    assert cfg.rollout.stop == ["</answer>"]
+    assert cfg.logging.wandb is True
+
+
+def test_run_name_defaults_to_recipe_stem():
+    assert load_config(TINY).logging.run_name == "tiny_grpo"
+
+
+@pytest.mark.parametrize(
+    "text, key, words",
+    [
+        ("train: {stepz: 3}", "train.stepz", "allowed keys here: steps"),
+        ("modle: {name: x}", "modle", "allowed keys here: model"),
+        ("train: {lr: -0.1}", "train.lr", "must be > 0"),
+        ("train: {steps: many}", "train.steps", "expected an integer"),
+        ("rollout: {num_generations: 1}", "rollout.num_generations", "needs >= 2"),
+        ("algorithm: {name: sac}", "algorithm.name", "not one of"),
+        ("lora: 3", "lora", "expected a mapping"),
+        ("logging: {wandb: maybe}", "logging.wandb", "true or false"),
+        ("rollout: {top_p: 1.5}", "rollout.top_p", "(0, 1]"),
+        ("data: {synthetic: {ops: ['/']}}", "data.synthetic.ops[0]", "not one of"),
+        ("data: {prompt_template: 'no placeholder'}", "data.prompt_template", "{prompt}"),
+        ("rewards: {checkers: [{weight: 1}]}", "rewards.checkers[0].name", "is required"),
+        ("rewards: {checkers: [{name: a}, {name: a}]}", "rewards.checkers[1]", "used twice"),
+    ],
+)
+def test_errors_name_key_file_and_allowed(tmp_path, text, key, words):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert msg.startswith(key + ":"), msg
+    assert words in msg
+    assert str(path) in msg
+    assert "\n" not in msg
+    assert err.value.exit_code == 2
+
+
+def test_broken_yaml_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "train: [unclosed"))
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="key.path=value"):
+        load_config(TINY, ["train.steps"])
+
+
+def test_resolved_dump_round_trips():
+    cfg = load_config(TINY, ["train.steps=9"])
+    again = from_dict(yaml.safe_load(dump_yaml(cfg)))
+    assert to_dict(again) == to_dict(cfg)
+    assert config_hash(again) == config_hash(cfg)
+    assert config_hash(load_config(TINY)) != config_hash(cfg)
+
+
+def test_apply_overrides_does_not_mutate():
+    data = {"train": {"steps": 1}}
+    out = apply_overrides(data, ["train.steps=2", "model.name=x"])
+    assert data == {"train": {"steps": 1}}
+    assert out == {"train": {"steps": 2}, "model": {"name": "x"}}
