@@ -103,3 +103,12 @@ def test_apply_overrides_does_not_mutate():
     out = apply_overrides(data, ["train.steps=2", "model.name=x"])
     assert data == {"train": {"steps": 1}}
     assert out == {"train": {"steps": 2}, "model": {"name": "x"}}
+
+
+def test_recipes_doc_lists_every_field():
+    from rl_reason.config import _walk
+
+    doc = (ROOT / "docs" / "RECIPES.md").read_text()
+    missing = [path for path, _ in _walk(RunConfig()) if f"`{path}`" not in doc]
+    missing = [m for m in missing if not m.startswith("rewards.checkers")]
+    assert not missing, f"document these in docs/RECIPES.md: {missing}"

@@ -1,0 +1,16 @@
+"""Run by torchrun in test_distributed: train the tiny recipe, dump each rank's adapter."""
+
+import sys
+from pathlib import Path
+
+import torch
+
+from rl_reason.config import load_config
+from rl_reason.trainer import Trainer
+
+if __name__ == "__main__":
+    recipe, run_dir = sys.argv[1], Path(sys.argv[2])
+    cfg = load_config(recipe, sys.argv[3:])
+    trainer = Trainer(cfg, run_dir)
+    trainer.run()
+    torch.save(trainer.policy.adapter_state(), run_dir / f"adapter_rank{trainer.dist.rank}.pt")
