@@ -234,6 +234,11 @@ def _load_rows(cfg: DataConfig, split: Optional[str]) -> list[dict]:
     source = cfg.source
     suffix = Path(source).suffix.lower()
     if suffix in LOCAL_SUFFIXES:
+        if split is not None and split != cfg.split:
+            raise DataError(
+                f"data.source={source!r} is a single local file with no {split!r} split; "
+                "a held-out set needs its own file or a hub dataset with that split"
+            )
         path = Path(source).expanduser()
         if not path.is_file():
             raise DataError(f"data.source: file {source} not found; give an existing .jsonl/.json/.parquet path")
