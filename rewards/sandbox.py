@@ -72,7 +72,6 @@ class Limits:
     open_files: int = 64  # RLIMIT_NOFILE
     processes: int = 32  # RLIMIT_NPROC for the run's own uid (threads count too)
     output_bytes: int = 1 << 20  # stdout + stderr; more is a failure
-    workdir_mb: int = 64  # size of the private tmpfs mounted on /tmp (the working dir)
 
     def cpu_seconds(self) -> int:
         if self.cpu_s is not None:
@@ -206,7 +205,10 @@ def _recv_frame(sock: socket.socket) -> bytes:
 # Caller side
 
 _MIN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
-_DEFAULT_HIDE = ("/root", "/home", "/work", "/srv", "/opt")
+# Directories covered by an empty tmpfs inside the sandbox (plus the caller's working
+# directory); the Python installation is bound back read-only if it lives under one of them.
+# Change before the first run: it is applied once per zygote.
+HIDE = ["/root", "/home", "/work", "/srv", "/opt"]
 
 
 class _Zygote:
@@ -219,7 +221,7 @@ class _Zygote:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", os.path.abspath(__file__), "--zygote",
-                 str(child.fileno())],
+                 str(child.fileno()), os.getcwd(), os.pathsep.join(HIDE)],
                 pass_fds=[child.fileno()], env=dict(_MIN_ENV), cwd="/",
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=True,
@@ -330,7 +332,6 @@ def _execute(header: dict, payload: dict, hard_timeout: float) -> dict:
                 pidfd = os.pidfd_open(pid)
             except OSError:
                 pidfd = None
-        header = dict(header, hidden_cwd=os.getcwd())
         _send_frame(mine, marshal.dumps(header))
         _send_frame(mine, marshal.dumps(payload))
         deadline = time.monotonic() + hard_timeout
@@ -366,14 +367,14 @@ def _text(b: Any, limit: int = 4000) -> str:
 
 
 def run_tests(code: str, tests: str, entry_point: Optional[str] = None,
-              limits: Limits = Limits(), hide: tuple = _DEFAULT_HIDE) -> TestOutcome:
+              limits: Limits = Limits()) -> TestOutcome:
     """Run ``tests`` against ``code``.
 
     If ``entry_point`` is given and the tests define ``check``, the harness calls
     ``check(<the solution's entry_point>)`` (HumanEval style); otherwise the tests' top-level
     asserts are the tests (MBPP style). The solution must be called at least once.
     """
-    header = {"mode": "tests", "code": code, "limits": _limits_dict(limits), "hide": list(hide)}
+    header = {"mode": "tests", "code": code, "limits": _limits_dict(limits)}
     payload = {"tests": tests, "entry_point": entry_point}
     t0 = time.monotonic()
     res = _execute(header, payload, limits.timeout_s + 5.0)
@@ -389,15 +390,15 @@ def run_tests(code: str, tests: str, entry_point: Optional[str] = None,
     )
 
 
-def run_io(code: str, inputs: list, limits: Limits = Limits(), stop_on_error: bool = True,
-           hide: tuple = _DEFAULT_HIDE) -> list:
+def run_io(code: str, inputs: list, limits: Limits = Limits(),
+           stop_on_error: bool = True) -> list:
     """Run ``code`` as a program once per stdin string; a fresh process (and uid) per case.
 
     Returns one ``ProgramOutcome`` per case that ran (with ``stop_on_error`` the runs stop
     after the first crash, timeout or output overflow). Expected outputs never enter the
     sandbox: the caller compares.
     """
-    header = {"mode": "io", "code": code, "limits": _limits_dict(limits), "hide": list(hide),
+    header = {"mode": "io", "code": code, "limits": _limits_dict(limits),
               "stop_on_error": bool(stop_on_error)}
     payload = {"inputs": [str(x) for x in inputs]}
     res = _execute(header, payload, limits.timeout_s * max(1, len(inputs)) + 5.0)
@@ -423,6 +424,7 @@ def run_program(code: str, stdin: str = "", limits: Limits = Limits()) -> Progra
 # Zygote (runs as `python -I -S sandbox.py --zygote FD`)
 
 _CGROUP = "rl_reason_sandbox"
+TMP_MB = 512  # the zygote's private /tmp (all its runs' working directories together)
 _PRELOAD = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
             "typing", "random", "copy", "operator", "fractions", "decimal", "statistics",
             "hashlib", "json", "datetime", "io", "array", "dataclasses", "textwrap", "ctypes",
@@ -436,16 +438,28 @@ def _write(path: str, value: str) -> None:
         fh.write(value)
 
 
-def _zygote_setup() -> dict:
+def _own_cgroup(ctl: str) -> str:
+    """This process's cgroup (v1) for controller ``ctl``, e.g. "/a/b" or ""."""
+    try:
+        with open("/proc/self/cgroup") as fh:
+            for line in fh:
+                _, ctls, path = line.rstrip("\n").split(":", 2)
+                if ctl in ctls.split(","):
+                    return "" if path == "/" else path
+    except (OSError, ValueError):
+        pass
+    return ""
+
+
+def _zygote_setup(parent_cwd: str, hide: list) -> dict:
     info: dict = {"root": os.geteuid() == 0, "uid_drop": False, "mount_ns": False,
                   "pid_ns": False, "cgroup": [], "network": "socket-blocked"}
     os.chdir("/")
     os.umask(0o022)
     try:
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of the sandboxes come back here, get reaped
     except OSError:
         pass
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # harness processes are reaped automatically
     if info["root"]:
         info["uid_drop"] = True
         # A shared cgroup caps all sandboxes together (the per-process rlimits cannot bound
@@ -457,7 +471,7 @@ def _zygote_setup() -> dict:
         for ctl, knob, value in (("pids", "pids.max", "4096"),
                                  ("memory", "memory.limit_in_bytes",
                                   str(max(2 << 30, min(total // 2, 16 << 30))))):
-            d = f"/sys/fs/cgroup/{ctl}/{_CGROUP}"
+            d = f"/sys/fs/cgroup/{ctl}{_own_cgroup(ctl)}/{_CGROUP}"
             try:
                 os.makedirs(d, exist_ok=True)
                 _write(f"{d}/{knob}", value)
@@ -470,18 +484,22 @@ def _zygote_setup() -> dict:
             info["network"] = "netns"
         except OSError:
             pass
-        try:  # probe: can a child get its own mount + pid namespace?
+        try:
+            _unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)
+            _setup_fs(parent_cwd, hide)
+            info["mount_ns"] = True
+        except OSError as exc:
+            info["mount_ns_error"] = str(exc)
+        try:  # probe: can a child get its own pid namespace?
             pid = os.fork()
             if pid == 0:
                 try:
-                    _unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS)
+                    _unshare(CLONE_NEWPID)
                     os._exit(0)
                 except BaseException:
                     os._exit(1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             _, st = os.waitpid(pid, 0)
-            signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-            info["mount_ns"] = info["pid_ns"] = os.waitstatus_to_exitcode(st) == 0
+            info["pid_ns"] = os.waitstatus_to_exitcode(st) == 0
         except OSError:
             pass
     else:
@@ -498,11 +516,78 @@ def _zygote_setup() -> dict:
     return info
 
 
-def _zygote_main(fd: int) -> None:
+def _setup_fs(parent_cwd: str, hide: list) -> None:
+    """In the zygote's own mount namespace (once): read-only root; a private tmpfs on /tmp
+    holding the per-run working directories (root-owned, so programs write only in their
+    own); small tmpfs over the other world-writable places and over private directories;
+    /proc remounted with hidepid=2 (a sandboxed uid sees only its own processes)."""
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+           f"size={TMP_MB}m,mode=711,nr_inodes=65536")
+    for d, opts in (("/dev/shm", "size=16m,mode=1777"), ("/var/tmp", "size=64k,mode=755"),
+                    ("/run/lock", "size=64k,mode=755"), ("/dev/mqueue", "size=64k,mode=755")):
+        if os.path.isdir(d):
+            try:
+                _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, opts)
+            except OSError:
+                pass
+    keep = os.path.realpath(sys.base_prefix)
+    hide = [os.path.realpath(h) for h in hide if h]
+    if parent_cwd and os.path.realpath(parent_cwd) not in ("/", "/tmp"):
+        hide.append(os.path.realpath(parent_cwd))
+    done: list = []
+    for h in sorted(set(hide), key=len):
+        if h == "/" or not os.path.isdir(h) or any(h.startswith(p + "/") for p in done):
+            continue
+        if keep == h or keep.startswith(h + "/"):
+            stage = "/tmp/.stage"
+            os.mkdir(stage)
+            _mount(keep, stage, None, MS_BIND | MS_REC)
+            _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
+            os.makedirs(keep, exist_ok=True)
+            _mount(stage, keep, None, MS_BIND | MS_REC)
+            _mount(None, keep, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+            _umount(stage)
+            os.rmdir(stage)
+        else:
+            _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
+        done.append(h)
+    try:
+        _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, "hidepid=2")
+    except OSError:
+        pass
+    _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+
+
+def _zygote_main(fd: int, parent_cwd: str, hide: list) -> None:
+    import shutil
+
     ctrl = socket.socket(fileno=fd)
-    info = _zygote_setup()
+    info = _zygote_setup(parent_cwd, hide)
     ctrl.send(marshal.dumps(info))
+    workdirs: dict = {}  # harness pid -> its working directory, removed once it is gone
+    doomed: list = []
+    serial = 0
     while True:
+        try:
+            ready = select.select([ctrl], [], [], 0.05 if (workdirs or doomed) else None)[0]
+        except InterruptedError:
+            ready = []
+        while True:  # reap harnesses and adopted orphans
+            try:
+                pid, _st = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if not pid:
+                break
+            if pid in workdirs:
+                doomed.append(workdirs.pop(pid))
+        for d in list(doomed):
+            shutil.rmtree(d, ignore_errors=True)
+            if not os.path.exists(d):
+                doomed.remove(d)
+        if not ready:
+            continue
         try:
             msg, fds, _flags, _addr = socket.recv_fds(ctrl, 16, 4)
         except InterruptedError:
@@ -515,17 +600,27 @@ def _zygote_main(fd: int) -> None:
             continue
         for extra in fds[1:]:
             os.close(extra)
+        serial += 1
+        if info["mount_ns"]:
+            workdir = f"/tmp/r{serial}-{os.urandom(6).hex()}"
+            os.mkdir(workdir, 0o711)
+        else:
+            import tempfile
+
+            workdir = tempfile.mkdtemp(prefix="rl-sbx-")
+            os.chmod(workdir, 0o711)  # the run's uid must reach its own subdirectory
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 ctrl.close()
-                _worker_main(fds[0], info)
+                _worker_main(fds[0], info, workdir)
                 code = 0
             except BaseException:
                 pass
             finally:
                 os._exit(code)
+        workdirs[pid] = workdir
         os.close(fds[0])
         try:
             ctrl.send(struct.pack("<q", pid))
@@ -549,51 +644,6 @@ def _random_uid_block() -> int:
     # run only ever competes with itself.
     r = int.from_bytes(os.urandom(4), "little") % 0x40000
     return 0x10000000 + r * 4096
-
-
-def _setup_fs(hdr: dict, info: dict) -> str:
-    """Private mount/IPC/UTS namespace: read-only root, fresh tmpfs /tmp as the working area,
-    tmpfs over world-writable and private directories. Returns the work root."""
-    if not info["mount_ns"]:
-        import tempfile
-
-        return tempfile.mkdtemp(prefix="rl-sbx-")
-    lim = hdr["limits"]
-    _unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS)
-    _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
-           f"size={int(lim['workdir_mb'])}m,mode=1777,nr_inodes=8192")
-    for d, opts in (("/dev/shm", "size=16m,mode=1777"), ("/var/tmp", "size=64k,mode=755"),
-                    ("/run/lock", "size=64k,mode=755"), ("/dev/mqueue", "size=64k,mode=755")):
-        if os.path.isdir(d):
-            try:
-                _mount("tmpfs", d, "tmpfs", MS_NOSUID | MS_NODEV, opts)
-            except OSError:
-                pass
-    keep = os.path.realpath(sys.base_prefix)
-    hide = [os.path.realpath(h) for h in hdr.get("hide", ())]
-    cwd = hdr.get("hidden_cwd")
-    if cwd and os.path.realpath(cwd) not in ("/", "/tmp"):
-        hide.append(os.path.realpath(cwd))
-    done: list = []
-    for h in sorted(set(hide), key=len):
-        if h == "/" or not os.path.isdir(h) or any(h.startswith(p + "/") for p in done):
-            continue
-        if keep == h or keep.startswith(h + "/"):
-            stage = "/tmp/.stage"
-            os.mkdir(stage)
-            _mount(keep, stage, None, MS_BIND | MS_REC)
-            _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
-            os.makedirs(keep, exist_ok=True)
-            _mount(stage, keep, None, MS_BIND | MS_REC)
-            _mount(None, keep, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-            _umount(stage)
-            os.rmdir(stage)
-        else:
-            _mount("tmpfs", h, "tmpfs", MS_NOSUID | MS_NODEV, "size=64k,mode=755")
-        done.append(h)
-    _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
-    return "/tmp"
 
 
 class _Child:
@@ -629,11 +679,8 @@ def _spawn_model(hdr: dict, info: dict, workroot: str, uid: int, pidns_fd: Optio
                 os.setsid()
             except OSError:
                 pass
-            if info["pid_ns"]:
-                try:
-                    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-                except OSError:
-                    pass
+            # No /proc remount here: the mount namespace is the zygote's, shared by all runs
+            # (its /proc has hidepid=2, so a sandboxed uid sees only its own processes).
             import resource
 
             mb = 1 << 20
@@ -758,7 +805,7 @@ class _Output:
         return bytes(self.fds[self.child.err_r])
 
 
-def _worker_main(fd: int, info: dict) -> None:
+def _worker_main(fd: int, info: dict, workroot: str) -> None:
     run = socket.socket(fileno=fd)
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
@@ -768,7 +815,6 @@ def _worker_main(fd: int, info: dict) -> None:
     except (EOFError, ValueError, OSError):
         return
     try:
-        workroot = _setup_fs(hdr, info)
         os.chdir(workroot)
         try:
             pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY) if info["pid_ns"] else None
@@ -1311,5 +1357,5 @@ def _waitpid_deadline(pid: int, timeout: float):
         delay = min(delay * 2, 0.02)
 
 
-if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "--zygote":
-    _zygote_main(int(sys.argv[2]))
+if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--zygote":
+    _zygote_main(int(sys.argv[2]), sys.argv[3], sys.argv[4].split(os.pathsep))
