@@ -209,6 +209,11 @@ _MIN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL":
 # directory); the Python installation is bound back read-only if it lives under one of them.
 # Change before the first run: it is applied once per zygote.
 HIDE = ["/root", "/home", "/work", "/srv", "/opt"]
+# False (or RL_REASON_SANDBOX_NAMESPACES=0) runs without any namespace, as on platforms that
+# refuse them: sockets are then blocked in-process and files are protected by the uid drop
+# alone. Applied when the zygote starts (call ``shutdown()`` first to change it later).
+NAMESPACES = os.environ.get("RL_REASON_SANDBOX_NAMESPACES", "1").strip().lower() not in (
+    "0", "false", "no", "off")
 
 
 class _Zygote:
@@ -221,7 +226,8 @@ class _Zygote:
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", os.path.abspath(__file__), "--zygote",
-                 str(child.fileno()), os.getcwd(), os.pathsep.join(HIDE)],
+                 str(child.fileno()), os.getcwd(), os.pathsep.join(HIDE),
+                 "1" if NAMESPACES else "0"],
                 pass_fds=[child.fileno()], env=dict(_MIN_ENV), cwd="/",
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=True,
@@ -297,7 +303,16 @@ atexit.register(shutdown)
 
 
 def capabilities() -> dict:
-    """What isolation applies on this machine: network, uid drop, namespaces, cgroups."""
+    """What isolation applies on this machine (starts the zygote if needed).
+
+    Keys: ``root`` (the zygote runs as root), ``uid_drop`` (each run's processes get fresh
+    unprivileged uids, so RLIMIT_NPROC binds and other users' files are protected),
+    ``mount_ns`` (read-only root, private /tmp, HIDE directories and the caller's cwd hidden),
+    ``pid_ns`` (the model is pid 1 of its own pid namespace: its death kills all it forked),
+    ``cgroup`` (v1 controllers capping all sandboxes together), ``network`` ("netns": empty
+    network namespace, or "socket-blocked": socket creation refused in the child process),
+    ``namespaces`` (whether namespaces were tried at all, see ``NAMESPACES``).
+    """
     return dict(_get_zygote().info)
 
 
@@ -451,9 +466,10 @@ def _own_cgroup(ctl: str) -> str:
     return ""
 
 
-def _zygote_setup(parent_cwd: str, hide: list) -> dict:
+def _zygote_setup(parent_cwd: str, hide: list, namespaces: bool = True) -> dict:
     info: dict = {"root": os.geteuid() == 0, "uid_drop": False, "mount_ns": False,
-                  "pid_ns": False, "cgroup": [], "network": "socket-blocked"}
+                  "pid_ns": False, "cgroup": [], "network": "socket-blocked",
+                  "namespaces": bool(namespaces)}
     os.chdir("/")
     os.umask(0o022)
     try:
@@ -479,6 +495,9 @@ def _zygote_setup(parent_cwd: str, hide: list) -> dict:
                 info["cgroup"].append(ctl)
             except OSError:
                 pass
+    if not namespaces:
+        pass
+    elif info["root"]:
         try:
             _unshare(CLONE_NEWNET)
             info["network"] = "netns"
@@ -559,11 +578,32 @@ def _setup_fs(parent_cwd: str, hide: list) -> None:
     _mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
-def _zygote_main(fd: int, parent_cwd: str, hide: list) -> None:
+def _sweep_uid(uid: int) -> None:
+    """Kill every process running as ``uid`` (a helper that becomes ``uid`` and signals -1:
+    an unprivileged kill(-1) reaches exactly the processes of its own uid). Used where no pid
+    namespace takes a run's stray grandchildren down with it."""
+    try:
+        pid = os.fork()
+    except OSError:
+        return
+    if pid == 0:
+        try:
+            os.setresuid(uid, uid, uid)
+            os.kill(-1, signal.SIGKILL)
+        except BaseException:
+            pass
+        os._exit(0)
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _zygote_main(fd: int, parent_cwd: str, hide: list, namespaces: bool = True) -> None:
     import shutil
 
     ctrl = socket.socket(fileno=fd)
-    info = _zygote_setup(parent_cwd, hide)
+    info = _zygote_setup(parent_cwd, hide, namespaces)
     ctrl.send(marshal.dumps(info))
     workdirs: dict = {}  # harness pid -> its working directory, removed once it is gone
     doomed: list = []
@@ -581,7 +621,10 @@ def _zygote_main(fd: int, parent_cwd: str, hide: list) -> None:
             if not pid:
                 break
             if pid in workdirs:
-                doomed.append(workdirs.pop(pid))
+                wd, block = workdirs.pop(pid)
+                if info["uid_drop"] and not info["pid_ns"]:
+                    _sweep_uid(block + 1)  # the tests-mode model uid: strays die with the run
+                doomed.append(wd)
         for d in list(doomed):
             shutil.rmtree(d, ignore_errors=True)
             if not os.path.exists(d):
@@ -609,18 +652,19 @@ def _zygote_main(fd: int, parent_cwd: str, hide: list) -> None:
 
             workdir = tempfile.mkdtemp(prefix="rl-sbx-")
             os.chmod(workdir, 0o711)  # the run's uid must reach its own subdirectory
+        block = _random_uid_block()
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
                 ctrl.close()
-                _worker_main(fds[0], info, workdir)
+                _worker_main(fds[0], info, workdir, block)
                 code = 0
             except BaseException:
                 pass
             finally:
                 os._exit(code)
-        workdirs[pid] = workdir
+        workdirs[pid] = (workdir, block)
         os.close(fds[0])
         try:
             ctrl.send(struct.pack("<q", pid))
@@ -805,7 +849,7 @@ class _Output:
         return bytes(self.fds[self.child.err_r])
 
 
-def _worker_main(fd: int, info: dict, workroot: str) -> None:
+def _worker_main(fd: int, info: dict, workroot: str, block: int) -> None:
     run = socket.socket(fileno=fd)
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)
@@ -821,9 +865,9 @@ def _worker_main(fd: int, info: dict, workroot: str) -> None:
         except OSError:
             pidns_fd = None
         if hdr["mode"] == "tests":
-            result = _tests_worker(run, hdr, info, workroot, pidns_fd)
+            result = _tests_worker(run, hdr, info, workroot, pidns_fd, block)
         else:
-            result = _io_worker(run, hdr, info, workroot, pidns_fd)
+            result = _io_worker(run, hdr, info, workroot, pidns_fd, block)
     except BaseException as exc:  # the harness failed; say so rather than hang
         result = {"status": "sandbox_error", "detail": f"{type(exc).__name__}: {exc}"}
     result["duration_s"] = time.monotonic() - started
@@ -1018,9 +1062,8 @@ class _Remote:
     __hash__ = object.__hash__
 
 
-def _tests_worker(run, hdr: dict, info: dict, workroot: str, pidns_fd) -> dict:
+def _tests_worker(run, hdr: dict, info: dict, workroot: str, pidns_fd, block: int) -> dict:
     lim = hdr["limits"]
-    block = _random_uid_block()
     code = hdr["code"]
     child = _spawn_model(hdr, info, workroot, block + 1, pidns_fd,
                          lambda sock: _model_serve(sock, code), stdin_pipe=False)
@@ -1079,6 +1122,11 @@ def _tests_worker(run, hdr: dict, info: dict, workroot: str, pidns_fd) -> dict:
         signal.setitimer(signal.ITIMER_REAL, 0)
     if conn.fatal and status == "passed":  # a swallowed fatal error still fails the run
         status, detail = "error", conn.fatal
+    if not info["pid_ns"] and not info["uid_drop"]:
+        try:  # same uid as M: at least its process group goes (the zygote sweeps by uid)
+            os.killpg(child.pid, signal.SIGKILL)
+        except OSError:
+            pass
     out.drain_all()
     if out.exceeded and status == "passed":
         status, detail = "output_limit", "output limit exceeded"
@@ -1256,17 +1304,25 @@ def _model_program(code: str) -> None:
     os._exit(status & 0xFF)
 
 
-def _io_worker(run, hdr: dict, info: dict, workroot: str, pidns_fd) -> dict:
+def _io_worker(run, hdr: dict, info: dict, workroot: str, pidns_fd, block: int) -> dict:
     lim = hdr["limits"]
     payload = marshal.loads(_recv_frame(run))
     code = hdr["code"]
-    block = _random_uid_block()
     cases = []
     for i, data in enumerate(payload["inputs"]):
-        child = _spawn_model(hdr, info, workroot, block + 1 + (i % 4000), pidns_fd,
+        uid = block + 1 + (i % 4000)
+        child = _spawn_model(hdr, info, workroot, uid, pidns_fd,
                              lambda _sock: _model_program(code), stdin_pipe=True)
         child.sock.close()
         cases.append(_run_case(child, data.encode(), lim))
+        if not info["pid_ns"]:  # no namespace to take its strays down: this process does
+            if info["uid_drop"]:
+                _sweep_uid(uid)
+            else:
+                try:
+                    os.killpg(child.pid, signal.SIGKILL)
+                except OSError:
+                    pass
         c = cases[-1]
         if hdr.get("stop_on_error") and (c["exit_code"] != 0 or c["timed_out"]
                                          or c["output_exceeded"]):
@@ -1357,5 +1413,6 @@ def _waitpid_deadline(pid: int, timeout: float):
         delay = min(delay * 2, 0.02)
 
 
-if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "--zygote":
-    _zygote_main(int(sys.argv[2]), sys.argv[3], sys.argv[4].split(os.pathsep))
+if __name__ == "__main__" and len(sys.argv) == 6 and sys.argv[1] == "--zygote":
+    _zygote_main(int(sys.argv[2]), sys.argv[3], sys.argv[4].split(os.pathsep),
+                 sys.argv[5] == "1")
