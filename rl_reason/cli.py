@@ -155,7 +155,17 @@ COMMANDS = {
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    # argparse stops collecting positionals at the first option, so overrides written after
+    # an option (``train R --run-dir D train.steps=4``) come back as unknown: take them back.
+    args, extra = parser.parse_known_args(argv)
+    stray = [x for x in extra if x.startswith("-") or "=" not in x]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    if extra:
+        if not hasattr(args, "overrides"):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = list(args.overrides) + extra
     _quiet_libraries()
     try:
         return COMMANDS[args.command](args)
