@@ -622,8 +622,11 @@ def _zygote_main(fd: int, parent_cwd: str, hide: list, namespaces: bool = True) 
                 break
             if pid in workdirs:
                 wd, block = workdirs.pop(pid)
-                if info["uid_drop"] and not info["pid_ns"]:
-                    _sweep_uid(block + 1)  # the tests-mode model uid: strays die with the run
+                if info["uid_drop"]:
+                    # The model's uid (both modes): whatever outlived the harness dies now.
+                    # (Measured: the parent-death signal does not reliably take down a model
+                    # that is pid 1 of its namespace, so this sweep is what guarantees it.)
+                    _sweep_uid(block + 1)
                 doomed.append(wd)
         for d in list(doomed):
             shutil.rmtree(d, ignore_errors=True)
@@ -698,10 +701,10 @@ class _Child:
 
 
 def _spawn_model(hdr: dict, info: dict, workroot: str, uid: int, pidns_fd: Optional[int],
-                 body, stdin_pipe: bool) -> _Child:
+                 body, stdin_pipe: bool, case: int = 0) -> _Child:
     """Fork M. ``body(sock)`` runs in M after isolation and never returns."""
     lim = hdr["limits"]
-    wd = os.path.join(workroot, f"w{uid & 0xfff}")
+    wd = os.path.join(workroot, f"w{case + 1}")  # a fresh directory per process
     os.mkdir(wd, 0o700)
     if info["uid_drop"]:
         os.chown(wd, uid, uid)
@@ -1310,9 +1313,9 @@ def _io_worker(run, hdr: dict, info: dict, workroot: str, pidns_fd, block: int) 
     code = hdr["code"]
     cases = []
     for i, data in enumerate(payload["inputs"]):
-        uid = block + 1 + (i % 4000)
+        uid = block + 1  # one uid per run; swept after each case where no pid namespace
         child = _spawn_model(hdr, info, workroot, uid, pidns_fd,
-                             lambda _sock: _model_program(code), stdin_pipe=True)
+                             lambda _sock: _model_program(code), stdin_pipe=True, case=i)
         child.sock.close()
         cases.append(_run_case(child, data.encode(), lim))
         if not info["pid_ns"]:  # no namespace to take its strays down: this process does
