@@ -169,13 +169,13 @@ _TEXT_CMD = r"\\(?:text|textbf|textit|mbox|mathrm|mathbf|mathit|operatorname|tex
 
 
 def _replace_unicode(s: str) -> str:
+    # √13 means the square root of 13 (in LaTeX, \sqrt 13 is √1 times 3)
+    s = re.sub(r"√\s*(\d+(?:\.\d+)?)", r"\\sqrt{\1}", s)
     for k, v in _UNICODE.items():
         if k in s:
             s = s.replace(k, v)
     for k, v in _SUPERSCRIPTS.items():
         s = s.replace(k, v)
-    # √13 means the square root of 13, not √1 times 3
-    s = re.sub(r"\\sqrt\s*(\d+(?:\.\d+)?)", r"\\sqrt{\1}", s)
     return s
 
 
@@ -210,7 +210,7 @@ def _unwrap_text(s: str) -> str:
     return s
 
 
-_UNIT_WORD = re.compile(r"\s*[A-Za-z][A-Za-z.]*(?:\s*\^\s*\{?[23]\}?)?\s*$")
+_UNIT_WORD = re.compile(r"\s*[A-Za-z][A-Za-z.]+(?:\s*\^\s*\{?[23]\}?)?\s*$")
 
 
 def _strip_units(s: str) -> str:
@@ -224,7 +224,7 @@ def _strip_units(s: str) -> str:
     head = re.sub(_TEXT_CMD + r"\s*\{[^{}]*\}(?:\s*\^\s*\{?[23]\}?)?", " ", s).strip()
     if head and head != s and re.search(r"[0-9A-Za-z}]", head):
         s = head
-    if re.fullmatch(r"[-+]?[\d.,/%]+\s+(?:[A-Za-z][A-Za-z.]*\s*(?:\^\s*\{?[23]\}?)?\s*)+", s):
+    if re.fullmatch(r"[-+]?[\d.,/%]+\s+(?:[A-Za-z][A-Za-z.]+\s*(?:\^\s*\{?[23]\}?)?\s*)+", s):
         while True:
             new = _UNIT_WORD.sub("", s)
             if new == s or not new:
