@@ -168,8 +168,8 @@ def _umount(target: str) -> None:
     _check(_c().umount2(target.encode(), MNT_DETACH), f"umount {target}")
 
 
-def _prctl(option: int, arg: int) -> None:
-    _check(_c().prctl(option, arg, 0, 0, 0), f"prctl({option})")
+def _prctl(option: int, arg: int, arg3: int = 0) -> None:
+    _check(_c().prctl(option, arg, arg3, 0, 0), f"prctl({option})")
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,7 +311,10 @@ def capabilities() -> dict:
     ``pid_ns`` (the model is pid 1 of its own pid namespace: its death kills all it forked),
     ``cgroup`` (v1 controllers capping all sandboxes together), ``network`` ("netns": empty
     network namespace, or "socket-blocked": socket creation refused in the child process),
-    ``namespaces`` (whether namespaces were tried at all, see ``NAMESPACES``).
+    ``namespaces`` (whether namespaces were tried at all, see ``NAMESPACES``), ``seccomp``
+    (a seccomp filter refuses every non-AF_UNIX socket() in the model's processes, across
+    exec too; without it and without a netns, sockets are refused by patching the model
+    interpreter's ``socket`` module only, which a subprocess or ctypes can get around).
     """
     return dict(_get_zygote().info)
 
@@ -453,6 +456,70 @@ def _write(path: str, value: str) -> None:
         fh.write(value)
 
 
+_SECCOMP_ARCH = {  # machine -> (AUDIT_ARCH, socket syscall nr, x32 socket nr or an unused value)
+    "x86_64": (0xC000003E, 41, 0x40000000 | 41),
+    "aarch64": (0xC00000B7, 198, 0xFFFFFFFF),
+}
+
+
+def _seccomp_no_inet() -> None:
+    """Install a seccomp filter: socket() with any family but AF_UNIX fails with EACCES.
+    Inherited by children and kept across exec. Needs no_new_privs (set by the caller)."""
+    import ctypes
+
+    arch, nr, nr_x32 = _SECCOMP_ARCH[os.uname().machine]
+
+    class Insn(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                    ("k", ctypes.c_uint)]
+
+    class Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Insn))]
+
+    ld, jeq, ret = 0x20, 0x15, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, BPF_RET|K
+    allow, deny = 0x7FFF0000, 0x00050000 | 13  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO|EACCES
+    code = [
+        (ld, 0, 0, 4),          # 0: A = arch
+        (jeq, 0, 6, arch),      # 1: other arch -> allow (8)
+        (ld, 0, 0, 0),          # 2: A = syscall nr
+        (jeq, 1, 0, nr),        # 3: socket -> 5
+        (jeq, 0, 3, nr_x32),    # 4: x32 socket -> 5, else allow (8)
+        (ld, 0, 0, 16),         # 5: A = args[0] (low word): the address family
+        (jeq, 1, 0, 1),         # 6: AF_UNIX -> allow (8)
+        (ret, 0, 0, deny),      # 7
+        (ret, 0, 0, allow),     # 8
+    ]
+    insns = (Insn * len(code))(*[Insn(*c) for c in code])
+    prog = Prog(len(code), ctypes.cast(insns, ctypes.POINTER(Insn)))
+    _prctl(22, 2, ctypes.addressof(prog))  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+
+
+def _probe_seccomp() -> bool:
+    """Can a child install the socket filter, and does it then refuse an AF_INET socket?"""
+    if os.uname().machine not in _SECCOMP_ARCH:
+        return False
+    try:
+        pid = os.fork()
+    except OSError:
+        return False
+    if pid == 0:
+        code = 1
+        try:
+            _prctl(PR_SET_NO_NEW_PRIVS, 1)
+            _seccomp_no_inet()
+            try:
+                socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+            except PermissionError:
+                for end in socket.socketpair():  # AF_UNIX still works (the harness link)
+                    end.close()
+                code = 0
+        except BaseException:
+            pass
+        os._exit(code)
+    _, st = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(st) == 0
+
+
 def _own_cgroup(ctl: str) -> str:
     """This process's cgroup (v1) for controller ``ctl``, e.g. "/a/b" or ""."""
     try:
@@ -527,6 +594,7 @@ def _zygote_setup(parent_cwd: str, hide: list, namespaces: bool = True) -> dict:
             info["network"] = "netns"
         except OSError:
             pass
+    info["seccomp"] = _probe_seccomp()
     for name in _PRELOAD:
         try:
             __import__(name)
@@ -744,6 +812,8 @@ def _spawn_model(hdr: dict, info: dict, workroot: str, uid: int, pidns_fd: Optio
                 os.setresgid(uid, uid, uid)
                 os.setresuid(uid, uid, uid)
             _prctl(PR_SET_NO_NEW_PRIVS, 1)
+            if info.get("seccomp"):
+                _seccomp_no_inet()  # kernel-level: holds across exec of a fresh interpreter
             _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
             p = select.poll()
             p.register(life_r, select.POLLIN | select.POLLHUP)

@@ -75,7 +75,8 @@ SETNAME = "__import__('ctypes').CDLL(None).prctl(15, {tok!r}.encode(), 0, 0, 0)"
 
 def test_capabilities_report_what_applies():
     info = caps()
-    for key in ("root", "uid_drop", "mount_ns", "pid_ns", "cgroup", "network", "namespaces"):
+    for key in ("root", "uid_drop", "mount_ns", "pid_ns", "cgroup", "network", "namespaces",
+                "seccomp"):
         assert key in info
     assert info["network"] in ("netns", "socket-blocked")
     assert sandbox.network_isolation() == info["network"]
@@ -514,6 +515,9 @@ def test_fallback_without_namespaces_still_contains_the_basics(monkeypatch, tmp_
         assert run(GOOD).passed is True
         sock = sandbox.run_program("import socket\nsocket.socket()\n")
         assert sock.exit_code == 1 and "PermissionError" in sock.stderr
+        if info["seccomp"]:  # kernel-level refusal: ctypes cannot get around it
+            raw = sandbox.run_program("import ctypes\nprint(ctypes.CDLL(None).socket(2, 1, 0))\n")
+            assert raw.stdout.strip() == "-1"
         assert run("import sys\nsys.exit(0)\n" + GOOD).passed is False
         env = sandbox.run_program("import os\nprint(' '.join(sorted(os.environ)))\n")
         assert set(env.stdout.split()) <= {"PATH", "HOME", "LANG", "TMPDIR"}
