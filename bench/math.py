@@ -31,6 +31,7 @@ import random
 import re
 import time
 from collections import Counter, defaultdict
+from decimal import Decimal
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -77,7 +78,48 @@ def rewritings(gold: str) -> list[tuple[str, str]]:
         out += [("slash", f"{sign}({a})/({b})"), ("dfrac", f"{sign}\\dfrac{{{a}}}{{{b}}}")]
     elif "\\frac" in gold:
         out.append(("dfrac", gold.replace("\\frac", "\\dfrac")))
+    out += _structural_rewritings(gold)
     return out
+
+
+def _structural_rewritings(gold: str) -> list[tuple[str, str]]:
+    """Harder equivalent forms: decimals for fractions, reordered lists, inequalities, degrees."""
+    out = []
+    m = _FRAC.fullmatch(gold)
+    if m and _INT.fullmatch(m.group(2)) and _INT.fullmatch(m.group(3)):
+        a, b = int(m.group(2)), int(m.group(3))
+        if b and all(p in (2, 5) for p in _prime_factors(b)) and b <= 10_000:
+            out.append(("frac_to_decimal", f"{m.group(1)}{format(Decimal(a) / Decimal(b), 'f')}"))
+    if gold.endswith("^\\circ"):
+        out.append(("no_degrees", gold[: -len("^\\circ")]))
+    if gold.startswith("\\text{") and gold.endswith("}"):
+        out.append(("text_case", gold[6:-1].upper()))
+    items = [x.strip() for x in gold.split(",")]
+    thousands = re.fullmatch(r"\d{1,3}(?:,\d{3})+", gold)
+    if len(items) > 1 and not thousands and not any(c in gold for c in "()[]{}!"):
+        out.append(("list_reordered", ", ".join(reversed(items))))
+    iv = re.fullmatch(r"([(\[])([^,]+),([^,]+)([)\]])", gold)
+    if iv and "infty" not in gold and (iv.group(1), iv.group(4)) != ("(", ")"):  # (a, b) may be a point
+        lo, hi = iv.group(2).strip(), iv.group(3).strip()
+        lop = "<" if iv.group(1) == "(" else "\\le"
+        hop = "<" if iv.group(4) == ")" else "\\le"
+        out.append(("inequality", f"{lo} {lop} x {hop} {hi}"))
+    if "\\left" in gold:
+        out.append(("no_left_right", gold.replace("\\left", "").replace("\\right", "")))
+    if re.fullmatch(r"\d+\\sqrt\{?\d+\}?", gold):
+        k, r = re.findall(r"\d+", gold)
+        out.append(("sqrt_merged", f"\\sqrt{{{int(k) ** 2 * int(r)}}}"))
+    return out
+
+
+def _prime_factors(n: int) -> list[int]:
+    out, d = [], 2
+    while d * d <= n:
+        while n % d == 0:
+            out.append(d)
+            n //= d
+        d += 1
+    return out + ([n] if n > 1 else [])
 
 
 def near_misses(gold: str) -> list[tuple[str, str]]:
@@ -96,6 +138,18 @@ def near_misses(gold: str) -> list[tuple[str, str]]:
         out.append(("sign_flip", f"{'' if sign else '-'}\\frac{{{a}}}{{{b}}}"))
     if "\\sqrt" in gold and "," not in gold:
         out.append(("dropped_root", re.sub(r"\\sqrt\{?(\w+)\}?", r"\1", gold, count=1)))
+    iv = re.fullmatch(r"([(\[])([^,]+),([^,]+)([)\]])", gold)
+    if iv:
+        flip = {"(": "[", "[": "(", ")": "]", "]": ")"}
+        out.append(("bracket_flip", f"{flip[iv.group(1)]}{iv.group(2)},{iv.group(3)}{iv.group(4)}"))
+    items = [x.strip() for x in gold.split(",")]
+    if len(items) > 2 and not re.fullmatch(r"\d{1,3}(?:,\d{3})+", gold) and not any(c in gold for c in "()[]{}!"):
+        out.append(("list_item_dropped", ", ".join(items[:-1])))
+    if re.fullmatch(r"\d+\\sqrt\{?\d+\}?", gold):
+        k, r = re.findall(r"\d+", gold)
+        out.append(("sqrt_moved", f"\\sqrt{{{int(k) * int(r)}}}"))
+    if "\\pi" in gold and "," not in gold:
+        out.append(("pi_dropped", gold.replace("\\pi", "")))
     if re.fullmatch(r"-?\d+\.\d+", gold):
         out.append(("off_by_one", f"{float(gold) + 1:.{len(gold.split('.')[1])}f}"))
     return out
