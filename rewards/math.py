@@ -1035,6 +1035,8 @@ def _text_equal(g: str, p: str) -> bool:
 def _equivalent(gold: str, predicted: str) -> bool:
     if len(gold) > 4 * MAX_ANSWER_CHARS or len(predicted) > MAX_ANSWER_CHARS:
         return False
+    if "\\boxed" in predicted or "\\fbox" in predicted:  # an answer passed still boxed
+        predicted = _from_boxed(predicted) or predicted
     g, p = _normalize(gold), _normalize(predicted)
     if not p or not g:
         return False
