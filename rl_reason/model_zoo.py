@@ -116,6 +116,9 @@ def build_tiny_random(out: Path) -> None:
         num_key_value_heads=2,
         max_position_embeddings=512,
         tie_word_embeddings=False,
+        # larger than the 0.02 default: logits of a 0.02 model are nearly uniform and barely
+        # move when the LoRA layers below change, so tests could not see learning
+        initializer_range=0.2,
         bos_token_id=None,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
