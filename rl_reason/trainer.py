@@ -18,6 +18,7 @@ import shlex
 import signal
 import sys
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -448,7 +449,11 @@ class Trainer:
         idx = [i for i in range(len(rollouts)) if keep[i]]
         global_count = dist.sum([len(idx)])[0]
         if global_count == 0:
-            self.scheduler.step()
+            # nothing to learn from this step; the schedule still advances one step so that
+            # the learning rate at step k does not depend on which steps were skipped
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*lr_scheduler.step.*")
+                self.scheduler.step()
             return {"policy/skipped": 1.0}
         dummy = not idx  # this rank has nothing to learn from but must join the all-reduce
         if dummy:

@@ -189,3 +189,14 @@ def test_module_imports_neither_torch_nor_rl_reason():
     code = "import sys, rewards.math; assert 'torch' not in sys.modules; assert 'rl_reason' not in sys.modules"
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
+
+
+def test_numeric_only_refuses_an_unevaluated_expression():
+    # a policy trained on sums learned to box the question itself ("\boxed{9 + 5}")
+    from rewards.math import math_answer
+
+    fields = {"answer": "14"}
+    assert math_answer(r"\boxed{9 + 5}", fields).correct is True  # equal as mathematics
+    assert math_answer(r"\boxed{9 + 5}", fields, numeric_only=True).correct is False
+    assert math_answer(r"\boxed{14}", fields, numeric_only=True).correct is True
+    assert math_answer(r"\boxed{15}", fields, numeric_only=True).correct is False
