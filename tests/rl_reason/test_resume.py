@@ -23,7 +23,11 @@ VOLATILE = ("time/", "throughput/")
 
 def _metrics(run_dir: Path) -> list[dict]:
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith(VOLATILE)} for r in rows]
+    # wall-clock figures (time/*, throughput/*, reward/<checker>/seconds) differ run to run
+    return [
+        {k: v for k, v in r.items() if not k.startswith(VOLATILE) and not k.endswith("/seconds")}
+        for r in rows
+    ]
 
 
 def _adapter(run_dir: Path) -> dict:
