@@ -43,3 +43,23 @@ def test_console_script_entry_point_runs():
     )
     assert out.returncode == 2
     assert out.stderr.startswith("error: train.stepz: unknown key")
+
+
+def test_demo_recipe_is_shipped_and_mirrored_in_recipes(capsys):
+    """The package embeds the demo recipe (so `rl-reason demo` works from a wheel); the copy
+    under recipes/ is what users read and must not drift from it."""
+    from rl_reason.cli import DEMO_RECIPE
+
+    mirror = ROOT / "recipes" / "demo" / "grpo_arith.yaml"
+    assert DEMO_RECIPE.read_text() == mirror.read_text()
+    assert main(["validate", str(DEMO_RECIPE)]) == 0
+    out = capsys.readouterr().out
+    assert "name: smollm2-135m-instruct" in out and "boxed_format" in out
+
+
+def test_overrides_may_follow_options(tmp_path, capsys):
+    assert main(["train", TINY, "--dry-run", "--run-dir", str(tmp_path / "r"), "train.steps=3"]) == 0
+    assert "3 steps" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["train", TINY, "--dry-run", "--bogus-flag"])
+    assert exc.value.code == 2
