@@ -695,27 +695,12 @@ def _depth_ok(s: str) -> bool:
     return True
 
 
-def _split_top(s: str, sep: str) -> list[str]:
-    """Split at ``sep`` where it is outside every bracket."""
-    parts, depth, start, i = [], 0, 0, 0
-    while i < len(s):
-        c = s[i]
-        if c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth -= 1
-        elif depth == 0 and s.startswith(sep, i):
-            parts.append(s[start:i])
-            i += len(sep)
-            start = i
-            continue
-        i += 1
-    parts.append(s[start:])
-    return [p.strip() for p in parts]
+def _split_at_top(s: str, find_sep) -> list[str]:
+    """Split ``s`` where ``find_sep(s, i)`` finds a separator outside every bracket.
 
-
-def _split_relations(s: str) -> list[str]:
-    """``-4 < m \\le 0`` -> ['-4', '<', 'm', '<=', '0'] (top level only)."""
+    ``find_sep`` returns None or ``(end, kept)``: the separator ends at ``end``; ``kept`` (when
+    not None) goes into the result between the two parts.
+    """
     out, depth, start, i = [], 0, 0, 0
     while i < len(s):
         c = s[i]
@@ -724,14 +709,34 @@ def _split_relations(s: str) -> list[str]:
         elif c in _CLOSE:
             depth -= 1
         elif depth == 0:
-            m = _REL.match(s, i)
-            if m and not (c == "\\" and s[i - 1 : i] == "\\"):
-                out += [s[start:i].strip(), _REL_NAMES.get(m.group(0), m.group(0))]
-                i = start = m.end()
+            hit = find_sep(s, i)
+            if hit:
+                end, kept = hit
+                out.append(s[start:i].strip())
+                if kept is not None:
+                    out.append(kept)
+                i = start = end
                 continue
         i += 1
     out.append(s[start:].strip())
     return out
+
+
+def _split_top(s: str, sep: str) -> list[str]:
+    """Split at ``sep`` where it is outside every bracket."""
+    return _split_at_top(s, lambda t, i: (i + len(sep), None) if t.startswith(sep, i) else None)
+
+
+def _relation_at(s: str, i: int) -> Optional[tuple[int, str]]:
+    m = _REL.match(s, i)
+    if m and not (s[i] == "\\" and s[i - 1 : i] == "\\"):
+        return m.end(), _REL_NAMES.get(m.group(0), m.group(0))
+    return None
+
+
+def _split_relations(s: str) -> list[str]:
+    """``-4 < m \\le 0`` -> ['-4', '<', 'm', '<=', '0'] (top level only)."""
+    return _split_at_top(s, _relation_at)
 
 
 def _outer_brackets(s: str) -> Optional[tuple[str, str, str]]:
