@@ -62,6 +62,12 @@ def masked_whiten(values: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -
 # --------------------------------------------------------------------------- group baselines
 
 
+def _group_index(group_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Dense group numbers 0..G-1 for arbitrary integer ids, and G."""
+    _, inverse = torch.unique(group_ids, return_inverse=True)
+    return inverse, (int(inverse.max()) + 1 if inverse.numel() else 0)
+
+
 def group_mean_std(rewards: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample mean, sample std (n-1) and size of the sample's group.
 
@@ -69,8 +75,7 @@ def group_mean_std(rewards: torch.Tensor, group_ids: torch.Tensor) -> tuple[torc
     has std 0.
     """
     rewards = rewards.float()
-    _, inverse = torch.unique(group_ids, return_inverse=True)
-    n_groups = int(inverse.max()) + 1 if inverse.numel() else 0
+    inverse, n_groups = _group_index(group_ids)
     count = torch.zeros(n_groups).index_add_(0, inverse, torch.ones_like(rewards))
     total = torch.zeros(n_groups).index_add_(0, inverse, rewards)
     mean = total / count
@@ -116,8 +121,7 @@ def compute_advantages(name: str, rewards: torch.Tensor, group_ids: torch.Tensor
 
 def uniform_group_mask(rewards: torch.Tensor, group_ids: torch.Tensor, tol: float = 1e-6) -> torch.Tensor:
     """True for samples whose group's rewards are all equal (zero advantage: nothing to learn)."""
-    _, inverse = torch.unique(group_ids, return_inverse=True)
-    n_groups = int(inverse.max()) + 1 if inverse.numel() else 0
+    inverse, n_groups = _group_index(group_ids)
     lo = torch.full((n_groups,), float("inf")).scatter_reduce(0, inverse, rewards.float(), "amin")
     hi = torch.full((n_groups,), float("-inf")).scatter_reduce(0, inverse, rewards.float(), "amax")
     return (hi - lo)[inverse] <= tol
