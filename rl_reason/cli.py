@@ -162,9 +162,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     stray = [x for x in extra if x.startswith("-") or "=" not in x]
     if stray:
         parser.error(f"unrecognized arguments: {' '.join(stray)}")
-    if extra:
-        if not hasattr(args, "overrides"):
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # every subcommand takes overrides
         args.overrides = list(args.overrides) + extra
     _quiet_libraries()
     try:
