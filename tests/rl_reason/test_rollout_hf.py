@@ -56,3 +56,29 @@ def test_stop_string_cuts_completion(tiny_policy):
     assert cut.completion_text.endswith(stop)
     assert cut.completion_text == text[: text.index(stop) + len(stop)]
     assert len(cut.completion_ids) <= len(free.completion_ids)
+
+
+def test_rows_that_end_early_leave_the_batch_without_changing_the_others(tiny_policy, monkeypatch):
+    """Finished rows are dropped from the batch and KV cache mid-generation; every row's
+    sampler log-probs must still equal the trainer's, computed for that row alone."""
+    import rl_reason.rollout.hf as hf
+
+    vocab = tiny_policy.model.get_input_embeddings().weight.shape[0]
+    # many "EOS" tokens so rows end at scattered steps and the batch shrinks several times
+    monkeypatch.setattr(hf, "_eos_ids", lambda model, tok: list(range(3, vocab, 5)))
+    tok = tiny_policy.tokenizer
+    prompts = [tok(t, add_special_tokens=False).input_ids for t in ("What is 2 + 3?", "Hi", "a b c d e f g h")]
+    torch.manual_seed(3)
+    out = HFEngine(tiny_policy).generate(prompts, 8, SamplingParams(max_new_tokens=16, temperature=0.7))
+    lengths = [len(r.completion_ids) for r in out]
+    assert min(lengths) < 8 and max(lengths) > min(lengths) + 4  # the batch did shrink
+    eos = set(range(3, vocab, 5))
+    for r in out:
+        ends_in_eos = r.completion_ids[-1] in eos
+        assert r.finish_reason == ("stop" if ends_in_eos else "length")
+        assert not any(t in eos for t in r.completion_ids[:-1])
+        ids = torch.tensor([r.prompt_ids + r.completion_ids])
+        logp, _ = tiny_policy.completion_logprobs(
+            tiny_policy.model, ids, torch.ones_like(ids), len(r.completion_ids), temperature=0.7
+        )
+        assert torch.allclose(logp[0], torch.tensor(r.sample_logprobs), atol=1e-4)
