@@ -66,7 +66,7 @@ class Limits:
     """Resource limits for one sandboxed program (per process where the kernel counts so)."""
 
     timeout_s: float = 5.0  # wall clock, whole run (tests mode) or per case (io mode)
-    cpu_s: Optional[int] = None  # RLIMIT_CPU; default ceil(timeout_s) + 1
+    cpu_s: Optional[int] = None  # RLIMIT_CPU; default int(timeout_s) + 2, so the wall clock fires first
     memory_mb: int = 1024  # RLIMIT_AS of the model's process
     file_size_mb: int = 16  # RLIMIT_FSIZE
     open_files: int = 64  # RLIMIT_NOFILE

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import types
 import typing
@@ -485,9 +486,37 @@ def check_checkers_resolve(cfg: RunConfig, source: str = "<config>") -> None:
 
     for i, checker in enumerate(cfg.rewards.checkers):
         try:
-            rewards.resolve(checker.name)
+            fn = rewards.resolve(checker.name)
         except rewards.UnknownCheckerError as exc:
             raise ConfigError(f"rewards.checkers[{i}].name: {exc} (in {source})") from None
+        _check_sandbox_fits(cfg, i, fn, source)
+
+
+# what a sandboxed run needs on top of its own time limit: interpreter start-up, the harness
+SANDBOX_MARGIN_S = 2.0
+
+
+def _check_sandbox_fits(cfg: RunConfig, i: int, fn, source: str) -> None:
+    """A checker with its own time limit (code_tests' sandbox) must finish inside the runner's.
+
+    Otherwise a looping program is killed by the runner as a hung *checker* (an error, logged
+    as a timeout of the checker) before the sandbox can report the program's own timeout.
+    """
+    from rewards.code import code_tests
+
+    checker = cfg.rewards.checkers[i]
+    inner = checker.params.get("timeout_s")
+    if inner is None and getattr(fn, "__wrapped__", fn) is code_tests:
+        inner = inspect.signature(code_tests).parameters["timeout_s"].default
+    if inner is None or cfg.rewards.workers == 0:  # in-process scoring has no runner timeout
+        return
+    need = float(inner) + SANDBOX_MARGIN_S
+    if cfg.rewards.timeout_s < need:
+        raise ConfigError(
+            f"rewards.timeout_s: {cfg.rewards.timeout_s:g} s leaves no room for "
+            f"rewards.checkers[{i}] ({checker.name}), whose own timeout_s is {float(inner):g} s; "
+            f"set rewards.timeout_s to at least {need:g} (in {source})"
+        )
 
 
 # --------------------------------------------------------------------------- output

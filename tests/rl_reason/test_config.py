@@ -112,3 +112,16 @@ def test_recipes_doc_lists_every_field():
     missing = [path for path, _ in _walk(RunConfig()) if f"`{path}`" not in doc]
     missing = [m for m in missing if not m.startswith("rewards.checkers")]
     assert not missing, f"document these in docs/RECIPES.md: {missing}"
+
+
+def test_runner_timeout_must_leave_room_for_the_sandbox_timeout():
+    from rl_reason.config import check_checkers_resolve
+
+    code = ["rewards.checkers=[{name: code_tests}]"]
+    cfg = load_config(TINY, code + ["rewards.timeout_s=5"])  # code_tests' sandbox default: 5 s
+    with pytest.raises(ConfigError, match=r"rewards.timeout_s: 5 s .*checkers\[0\] \(code_tests\).*at least 7"):
+        check_checkers_resolve(cfg, "r.yaml")
+    check_checkers_resolve(load_config(TINY, code + ["rewards.timeout_s=7"]))
+    explicit = ["rewards.checkers=[{name: code_tests, params: {timeout_s: 1}}]", "rewards.timeout_s=3"]
+    check_checkers_resolve(load_config(TINY, explicit))
+    check_checkers_resolve(load_config(TINY, code + ["rewards.timeout_s=5", "rewards.workers=0"]))
