@@ -143,10 +143,9 @@ def resolve_dtype(dtype: str, device_type: str) -> str:
 def load_eval_policy(model: str, adapter: Optional[str], *, device: str, dtype: str,
                      trust_remote_code: bool = False):
     """The base model frozen in eval mode, with the adapter attached when one is given."""
-    from transformers import AutoModelForCausalLM
-
+    from rl_reason.config import ModelConfig
     from rl_reason.model_zoo import resolve_model
-    from rl_reason.policy import DTYPES, Policy, load_tokenizer, pick_device
+    from rl_reason.policy import Policy, load_base, load_tokenizer, pick_device
 
     dev = pick_device(device)
     dtype = resolve_dtype(dtype, dev.type)
@@ -154,12 +153,8 @@ def load_eval_policy(model: str, adapter: Optional[str], *, device: str, dtype: 
         raise ConfigError("--dtype float16 is not supported on the CPU; use float32 or bfloat16")
     path = resolve_model(model)
     tokenizer = load_tokenizer(path, trust_remote_code)
-    try:
-        base = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[dtype], trust_remote_code=trust_remote_code)
-    except Exception as exc:
-        raise ModelError(f"cannot load model {model!r} from {path}: {exc}".splitlines()[0]) from exc
-    base.to(dev)
-    base.requires_grad_(False)
+    model_cfg = ModelConfig(name=model, dtype=dtype, trust_remote_code=trust_remote_code)
+    base = load_base(model_cfg, path, dev)
     base.eval()
     if base.generation_config is not None and base.generation_config.pad_token_id is None:
         base.generation_config.pad_token_id = tokenizer.pad_token_id

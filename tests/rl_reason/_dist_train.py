@@ -1,4 +1,4 @@
-"""Run by torchrun in test_distributed: train the tiny recipe, dump each rank's adapter."""
+"""Run by torchrun in test_distributed: train the tiny recipe, dump each rank's adapter (and critic)."""
 
 import sys
 from pathlib import Path
@@ -14,3 +14,5 @@ if __name__ == "__main__":
     trainer = Trainer(cfg, run_dir)
     trainer.run()
     torch.save(trainer.policy.adapter_state(), run_dir / f"adapter_rank{trainer.dist.rank}.pt")
+    if trainer.critic is not None:
+        torch.save(trainer.critic.state_dict(), run_dir / f"critic_rank{trainer.dist.rank}.pt")
