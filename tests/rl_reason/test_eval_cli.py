@@ -215,4 +215,4 @@ def test_arith_is_the_demo_held_out_set():
     key = lambda r: (str(r.messages), r.fields["answer"])  # noqa: E731
     assert sorted(map(key, es.records)) == sorted(map(key, held))
     assert len(es.records) == cfg.data.synthetic.num_eval
-    assert es.checkers == [{"name": "math_answer", "params": {"numeric_only": True}}]
+    assert es.checkers == [{"name": "math_answer", "params": {"numeric_only": True, "order": ["boxed"]}}]
