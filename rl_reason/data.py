@@ -168,6 +168,9 @@ def _decode(index: int, syn: SyntheticConfig, ops: list[str]) -> tuple[str, str]
     return f"What is {expr}?", str(_evaluate(values, chosen))
 
 
+_WARNED_SMALL_SPACE: set[tuple] = set()
+
+
 def synthetic_problems(syn: SyntheticConfig, seed: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(train, held_out) lists of (question, answer); held-out questions never occur in train.
 
@@ -197,13 +200,16 @@ def synthetic_problems(syn: SyntheticConfig, seed: int) -> tuple[list[tuple[str,
             rng.shuffle(cycle)
             train.extend(cycle)
         train = train[: syn.num_train]
-        log.warning(
-            "data.synthetic: only %d distinct problems (values %d..%d, %d terms, ops %s) for "
-            "num_train=%d + num_eval=%d; held-out uses %d of them, train repeats the other %d. "
-            "Widen min_value..max_value or add terms/ops for more variety.",
-            total, syn.min_value, syn.max_value, syn.num_terms, " ".join(ops),
-            syn.num_train, syn.num_eval, len(held), len(pool),
-        )
+        key = (total, syn.num_train, syn.num_eval, seed)
+        if key not in _WARNED_SMALL_SPACE:  # train and held-out loads build the same split
+            _WARNED_SMALL_SPACE.add(key)
+            log.warning(
+                "data.synthetic: only %d distinct problems (values %d..%d, %d terms, ops %s) for "
+                "num_train=%d + num_eval=%d; held-out uses %d of them, train repeats the other %d. "
+                "Widen min_value..max_value or add terms/ops for more variety.",
+                total, syn.min_value, syn.max_value, syn.num_terms, " ".join(ops),
+                syn.num_train, syn.num_eval, len(held), len(pool),
+            )
     return [_decode(i, syn, ops) for i in train], [_decode(i, syn, ops) for i in held]
 
 
