@@ -160,6 +160,8 @@ class TrainConfig:
     lr_schedule: str = "constant"  # constant | linear | cosine
     micro_batch_tokens: int = 4096  # token budget per forward/backward (gradient accumulation)
     share_prompt: bool = True  # run each distinct prompt of a micro-batch once (one process only)
+    # several processes: shard the frozen base across them (FSDP2), keep the adapters whole
+    fsdp: bool = False
 
 
 @dataclass

@@ -63,6 +63,8 @@ class Critic:
         self.model = model  # a peft.PeftModel holding an adapter named "critic"
         self.value_head = value_head
         self.shared = shared
+        # sharded base (train.fsdp): run the whole model, whose forward gathers the shards
+        self.through_root = False
 
     # ------------------------------------------------------------------ parameters
     def parameters(self) -> list[torch.nn.Parameter]:
@@ -109,12 +111,20 @@ class Critic:
         """
         backbone = self.model.get_base_model().base_model
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        out = backbone(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            use_cache=False,
-        )
+        kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+        if self.through_root:
+            # FSDP gathers the embeddings and final norm in the root module's forward, which a
+            # direct backbone call would skip; read the backbone's output with a hook instead
+            # (the head then runs for one position only)
+            seen = []
+            hook = backbone.register_forward_hook(lambda mod, args, output: seen.append(output))
+            try:
+                self.model(**kwargs, logits_to_keep=1)
+            finally:
+                hook.remove()
+            out = seen[-1]
+        else:
+            out = backbone(**kwargs)
         hidden = out.last_hidden_state[:, -(completion_len + 1) : -1, :].float()
         return self.value_head(hidden).squeeze(-1)
 

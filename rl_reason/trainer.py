@@ -30,7 +30,7 @@ import torch
 
 from rl_reason import algorithms, checkpoint
 from rl_reason.config import RunConfig, config_hash, dump_yaml, to_dict
-from rl_reason.errors import CheckpointError, RunDirError
+from rl_reason.errors import CheckpointError, ConfigError, RunDirError
 from rl_reason.rollout import Rollout, SamplingParams
 
 log = logging.getLogger("rl_reason")
@@ -131,15 +131,35 @@ class StopFlag:
 class Dist:
     """Thin wrapper over accelerate's state so one process and many share code paths."""
 
-    def __init__(self, device_name: str):
+    def __init__(self, device_name: str, fsdp: bool = False):
         from accelerate import Accelerator
+        from accelerate.utils import DistributedType
 
+        if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true", "yes"):
+            # LoRA's gradients and optimizer state are a few MB: ZeRO has nothing to shard
+            # there, and the frozen base is what train.fsdp shards
+            raise ConfigError(
+                "DeepSpeed is not supported: launch with recipes/accelerate/ddp.yaml, or with "
+                "recipes/accelerate/fsdp.yaml (train.fsdp=true) to shard the frozen base"
+            )
         want_cpu = device_name == "cpu" or (device_name == "auto" and not torch.cuda.is_available())
         self.accelerator = Accelerator(cpu=want_cpu)
         self.rank = self.accelerator.process_index
         self.world = self.accelerator.num_processes
         self.device = self.accelerator.device
         self.is_main = self.accelerator.is_main_process
+        # FSDP through accelerate's config, or asked for by the recipe (torchrun, CPU/gloo)
+        asked = fsdp or self.accelerator.distributed_type == DistributedType.FSDP
+        if asked and os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "").lower() in ("1", "true", "yes"):
+            # transformers then loads empty weights on every rank but the first and expects
+            # accelerate's broadcast, which rl_reason.sharding does not do
+            raise ConfigError(
+                "fsdp_cpu_ram_efficient_loading must be false for rl-reason: set it so in the "
+                "accelerate config (recipes/accelerate/fsdp.yaml has it off)"
+            )
+        self.sharded = asked and self.world > 1
+        if asked and self.world == 1:
+            log.warning("train.fsdp has no effect with one process; the base is not sharded")
 
     def sum(self, values: Sequence[float]) -> list[float]:
         t = torch.tensor(list(values), dtype=torch.float64, device=self.device)
@@ -169,6 +189,14 @@ class Dist:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             torch.distributed.all_reduce(p.grad)
+
+    def all_true(self, flag: bool) -> bool:
+        """True when ``flag`` is True on every rank."""
+        if self.world == 1:
+            return flag
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self.device)
+        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
+        return bool(t.item())
 
     def barrier(self) -> None:
         if self.world > 1:
@@ -246,6 +274,15 @@ def collate(batch: TrainBatch, idx: Sequence[int], pad_id: int, device) -> dict[
     }
 
 
+def _without_loss(t: dict) -> dict:
+    """A copy of a collated micro-batch that adds nothing to any loss or metric (sharded runs
+    pad ranks with fewer micro-batches with it, so every rank runs the same forwards)."""
+    out = dict(t)
+    for key in ("mask", "valid", "advantages"):
+        out[key] = torch.zeros_like(t[key])
+    return out
+
+
 def _distinct_prompts(input_ids: torch.Tensor, attention: torch.Tensor, P: int, device) -> dict:
     """Each distinct prompt of a micro-batch once, and which one every row uses (prefix sharing)."""
     seen: dict[tuple, int] = {}
@@ -287,7 +324,7 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.recipe_path = recipe_path
-        self.dist = Dist(cfg.model.device)
+        self.dist = Dist(cfg.model.device, fsdp=cfg.train.fsdp)
         self.start_step = 0
         self.best: dict[str, Any] = {}  # checkpoint.keep_best: {"step", "value"} of the best eval
         seed_everything(cfg.train.seed)
@@ -314,9 +351,20 @@ class Trainer:
         from rl_reason.critic import critic_for
 
         self.critic = critic_for(self.policy, cfg)
-        self.engine = make_engine(cfg.rollout, self.policy, self.run_dir)
+        if self.dist.sharded:
+            # after the critic is attached, so its LoRA matrices stay whole too
+            from rl_reason.sharding import shard_base
+
+            shard_base(self.policy.model)
+            if self.critic is not None:
+                self.critic.through_root = True
+        self.engine = make_engine(
+            cfg.rollout, self.policy, self.run_dir, lockstep=self.dist if self.dist.sharded else None
+        )
         self.train_model = (
-            self.dist.accelerator.prepare_model(self.policy.model) if world > 1 else self.policy.model
+            self.dist.accelerator.prepare_model(self.policy.model)
+            if world > 1 and not self.dist.sharded
+            else self.policy.model
         )
         self.params = self.policy.trainable_parameters()
         # prefix sharing runs two forwards per backward, which DDP does not allow, and needs
@@ -414,7 +462,8 @@ class Trainer:
         recs = self.eval_records[self.dist.rank :: self.dist.world]
         max_new = self.cfg.eval.max_new_tokens or self.cfg.rollout.max_new_tokens
         sampling = SamplingParams(max_new_tokens=max_new, greedy=True, stop=tuple(self.cfg.rollout.stop))
-        rollouts = self.engine.generate(self._prompt_ids(recs), 1, sampling) if recs else []
+        # a sharded base needs every rank in every forward, prompts or not
+        rollouts = self.engine.generate(self._prompt_ids(recs), 1, sampling) if recs or self.dist.sharded else []
         scorer = self.eval_scorer or self.scorer
         scores = scorer.score(
             [r.completion_text for r in rollouts], [recs[r.prompt_index].fields for r in rollouts]
@@ -581,6 +630,9 @@ class Trainer:
         micro = algorithms.token_budget_batches(lengths, cfg.train.micro_batch_tokens)
         pad_id = self.tokenizer.pad_token_id
         mbs = [collate(batch, mb, pad_id, dist.device) for mb in micro]
+        n_micro = len(mbs)
+        if dist.sharded:  # every forward is a collective: the same number on every rank
+            mbs += [_without_loss(mbs[0]) for _ in range(int(dist.max(len(mbs))) - len(mbs))]
         tokens_local = sum(sum(m) for m in masks)
         seqs_local = sum(1 for m in masks if sum(m) > 0)
         valid_local = float(sum(float(t["valid"].sum()) for t in mbs))
@@ -637,7 +689,7 @@ class Trainer:
         self.train_model.train()
         for epoch in range(alg.epochs):
             for k, t in enumerate(mbs):
-                sync = dist.world == 1 or k == len(mbs) - 1
+                sync = dist.world == 1 or dist.sharded or k == len(mbs) - 1
                 ctx = nullcontext() if sync else self.train_model.no_sync()
                 with ctx:
                     logp, entropy = self._logprobs(self.train_model, t, with_entropy=(epoch == 0))
@@ -663,7 +715,8 @@ class Trainer:
                         loss = loss + alg.kl_coef * kl_loss
                     # DDP averages gradients over ranks; the loss is already normalised by
                     # global counts, so scale by world size to get the global sum back.
-                    (loss * dist.world).backward()
+                    # Sharded: the adapter is outside FSDP and its gradients are summed below.
+                    (loss if dist.sharded else loss * dist.world).backward()
                 if epoch == 0:
                     tok = float(mask.sum())
                     weight += tok
@@ -679,6 +732,8 @@ class Trainer:
                         diff_max = max(diff_max, float(diff.max()) if diff.numel() else 0.0)
                         if is_w is not None:
                             add("policy/is_weight_mean", float((is_w * mask).sum()), 1.0)
+            if dist.sharded:
+                dist.sum_grads(self.params)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.train.max_grad_norm))
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
@@ -689,7 +744,7 @@ class Trainer:
             out["rollout/logprob_diff_mean"] = sums["rollout/logprob_diff_mean"] / max(valid_local, 1.0)
             out["rollout/logprob_diff_max"] = diff_max
         out["policy/grad_norm"] = grad_norm
-        out["policy/micro_batches"] = float(len(mbs))
+        out["policy/micro_batches"] = float(n_micro)
         return out, seq_adv
 
     def _logprobs(self, model, t: dict, with_entropy: bool = False):

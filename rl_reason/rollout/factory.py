@@ -8,12 +8,20 @@ from rl_reason.config import RolloutConfig
 from rl_reason.errors import ConfigError
 
 
-def make_engine(rollout_cfg: RolloutConfig, policy, run_dir: Path):
-    """The engine for ``rollout_cfg.engine``, sampling from ``policy``'s live adapter."""
+def make_engine(rollout_cfg: RolloutConfig, policy, run_dir: Path, lockstep=None):
+    """The engine for ``rollout_cfg.engine``, sampling from ``policy``'s live adapter.
+
+    ``lockstep`` (the trainer's Dist) is given when the base is sharded (train.fsdp).
+    """
     if rollout_cfg.engine == "hf":
         from rl_reason.rollout.hf import HFEngine
 
-        return HFEngine(policy, batch_size=rollout_cfg.generation_batch_size)
+        return HFEngine(policy, batch_size=rollout_cfg.generation_batch_size, lockstep=lockstep)
+    if rollout_cfg.engine == "vllm" and lockstep is not None:
+        raise ConfigError(
+            "rollout.engine=vllm with train.fsdp: colocated vLLM holds the whole base on every "
+            "GPU, which sharding is meant to avoid; use rollout.engine=server, or train.fsdp=false"
+        )
     if rollout_cfg.engine == "vllm":
         from rl_reason.rollout.vllm_engine import VLLMEngine
 

@@ -18,10 +18,17 @@ from rl_reason.rollout import Rollout, SamplingParams
 
 
 class HFEngine:
-    def __init__(self, policy, batch_size: int = 64, merge_for_generation: bool = True):
+    """``lockstep``: under FSDP (rl_reason.sharding) every forward is a collective, so each
+    rank must run as many forwards as the others. Given an object with ``max(x)`` and
+    ``all_true(flag)`` over ranks (the trainer's Dist), the engine runs the same number of
+    batches on every rank (empty ones where a rank has fewer prompts) and decodes until every
+    rank's rows are done. Merging is off then: the base weights are shards."""
+
+    def __init__(self, policy, batch_size: int = 64, merge_for_generation: bool = True, lockstep=None):
         self.policy = policy
         self.batch_size = batch_size
-        self.merge = merge_for_generation
+        self.lockstep = lockstep
+        self.merge = merge_for_generation and lockstep is None
 
     def sync_weights(self) -> None:
         """Nothing to do: generation reads the live adapter."""
@@ -38,10 +45,20 @@ class HFEngine:
         was_training = model.training
         model.eval()
         ctx = self.policy.merged_for_generation() if self.merge else contextlib.nullcontext()
+        n_batches = -(-len(jobs) // self.batch_size)
+        if self.lockstep is not None:
+            n_batches = int(self.lockstep.max(n_batches))
+        # FSDP keeps its gathered weights between forwards; tensors made under inference_mode
+        # cannot be written by the next training forward, so sharded runs use no_grad
+        grad_off = torch.inference_mode() if self.lockstep is None else torch.no_grad()
         try:
-            with ctx, torch.inference_mode():
-                for start in range(0, len(jobs), self.batch_size):
-                    out.extend(self._generate_batch(jobs[start : start + self.batch_size], sampling))
+            with ctx, grad_off:
+                for b in range(n_batches):
+                    chunk = jobs[b * self.batch_size : (b + 1) * self.batch_size]
+                    if chunk:
+                        out.extend(self._generate_batch(chunk, sampling))
+                    else:  # this rank has no prompts left but must join the others' forwards
+                        self._generate_batch([(-1, [self.policy.tokenizer.pad_token_id])], sampling, idle=True)
         except torch.OutOfMemoryError as exc:  # pragma: no cover - needs a GPU
             raise EngineError(
                 "out of memory while sampling; lower rollout.generation_batch_size or "
@@ -51,13 +68,16 @@ class HFEngine:
             model.train(was_training)
         return out
 
-    def _generate_batch(self, jobs, sampling: SamplingParams) -> list[Rollout]:
+    def _generate_batch(self, jobs, sampling: SamplingParams, idle: bool = False) -> list[Rollout]:
         tok = self.policy.tokenizer
         eos_ids = _eos_ids(self.policy.model, tok)
+        all_done = self.lockstep.all_true if self.lockstep is not None else None
         sampled = _sample(
             self.policy.model, [p for _, p in jobs], sampling, eos_ids, tok.pad_token_id,
-            self.policy.device, tok if sampling.stop else None,
+            self.policy.device, tok if sampling.stop else None, all_done=all_done, idle=idle,
         )
+        if idle:
+            return []
         results = []
         for (prompt_index, prompt), (ids, logprobs, finish) in zip(jobs, sampled):
             text = tok.decode(ids, skip_special_tokens=True)
@@ -79,8 +99,14 @@ class HFEngine:
         return results
 
 
-def _sample(model, prompts, sampling: SamplingParams, eos_ids, pad_id, device, stop_tok=None):
+def _sample(
+    model, prompts, sampling: SamplingParams, eos_ids, pad_id, device, stop_tok=None,
+    all_done=None, idle: bool = False,
+):
     """Sample completions for left-padded ``prompts``; returns (ids, logprobs, finish) per row.
+
+    ``all_done(flag)`` (sharded runs) is True once every rank's flag is: decoding goes on
+    until then, on rows already finished if need be. ``idle`` rows count as finished.
 
     Why not ``model.generate``: it keeps every row in the batch until the longest one ends,
     so a row that hit EOS after 8 tokens still runs the whole model for the other 56 steps.
@@ -120,7 +146,7 @@ def _sample(model, prompts, sampling: SamplingParams, eos_ids, pad_id, device, s
 
     cache = None  # the model makes the right cache type on the first call
     live = torch.arange(rows, device=device)  # original row of each batch row
-    done = torch.zeros(rows, dtype=torch.bool, device=device)  # per batch row
+    done = torch.full((rows,), idle, dtype=torch.bool, device=device)  # per batch row
     out_ids: list[list[int]] = [[] for _ in range(rows)]
     out_lp: list[list[float]] = [[] for _ in range(rows)]
     finish = ["length"] * rows
@@ -153,11 +179,12 @@ def _sample(model, prompts, sampling: SamplingParams, eos_ids, pad_id, device, s
                 tail = stop_tok.decode(out_ids[orig][-tail_tokens:], skip_special_tokens=True)
                 ended[b] = any(s in tail for s in stops)
         done |= torch.tensor(ended, dtype=torch.bool, device=device)
-        if bool(done.all()):
+        local_done = bool(done.all())
+        if (all_done(local_done) if all_done is not None else local_done):
             break
         # drop finished rows once they are an eighth of the batch: each drop copies the
         # cache once, about the cost of one decode step's cache append
-        if int(done.sum()) * 8 >= len(live):
+        if not local_done and int(done.sum()) * 8 >= len(live):
             keep = (~done).nonzero().squeeze(-1)
             cache.reorder_cache(keep)
             live, done, nxt = live[keep], done[keep], nxt[keep]

@@ -14,5 +14,9 @@ if __name__ == "__main__":
     trainer = Trainer(cfg, run_dir)
     trainer.run()
     torch.save(trainer.policy.adapter_state(), run_dir / f"adapter_rank{trainer.dist.rank}.pt")
+    from rl_reason.sharding import local_fraction
+
+    frac = local_fraction(trainer.policy.model)
+    (run_dir / f"base_fraction_rank{trainer.dist.rank}.txt").write_text(f"{frac:.4f}")
     if trainer.critic is not None:
         torch.save(trainer.critic.state_dict(), run_dir / f"critic_rank{trainer.dist.rank}.pt")

@@ -63,3 +63,11 @@ def test_overrides_may_follow_options(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["train", TINY, "--dry-run", "--bogus-flag"])
     assert exc.value.code == 2
+
+
+def test_deepspeed_launch_is_one_line_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    code = main(["train", str(TINY), "--run-dir", str(tmp_path / "ds")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "DeepSpeed is not supported" in err and "ddp.yaml" in err

@@ -1,66 +1,111 @@
+"""Two processes on the CPU (torchrun, gloo): DDP, and FSDP with the frozen base sharded."""
+
+import itertools
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
+import pytest
 import torch
 
 from .conftest import ROOT, TINY
 
+_PORTS = itertools.count(29533)
+PPO = [
+    "algorithm.name=ppo", "eval.at_start=false", "eval.at_end=false", "logging.plot=false",
+    "critic.lr=0.01", 'rewards.checkers=[{name: "tests.rewards._checkers:const"}]',
+]
 
-def test_two_processes_split_prompts_and_end_with_identical_adapters(tmp_path, tiny_path):
-    run_dir = tmp_path / "dist"
+
+def torchrun(run_dir, *overrides):
+    """Train the tiny recipe in two processes; each rank dumps its adapter (and critic)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", "29533", str(ROOT / "tests" / "rl_reason" / "_dist_train.py"),
-        str(TINY), str(run_dir), "train.steps=2", "checkpoint.every=0", "eval.limit=4",
+        "--master_port", str(next(_PORTS)), str(ROOT / "tests" / "rl_reason" / "_dist_train.py"),
+        str(TINY), str(run_dir), "train.steps=2", "checkpoint.every=0", *overrides,
     ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    a = torch.load(run_dir / "adapter_rank0.pt")
-    b = torch.load(run_dir / "adapter_rank1.pt")
+    return run_dir
+
+
+def _rank_state(run_dir, name, rank):
+    return _flatten(torch.load(run_dir / f"{name}_rank{rank}.pt"))
+
+
+def _metrics(run_dir):
+    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory, tiny_path):
+    # eval.limit=5: the held-out prompts split 3 / 2, so one rank generates less
+    return torchrun(tmp_path_factory.mktemp("ddp") / "run", "eval.limit=5")
+
+
+@pytest.fixture(scope="module")
+def ppo_ddp_run(tmp_path_factory, tiny_path):
+    return torchrun(tmp_path_factory.mktemp("ppo") / "run", *PPO)
+
+
+def test_two_processes_split_prompts_and_end_with_identical_adapters(ddp_run):
+    a, b = _rank_state(ddp_run, "adapter", 0), _rank_state(ddp_run, "adapter", 1)
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)  # it trained
     # rank 0 logs every completion of both ranks: 4 prompts x 4 generations per step
-    rows = [json.loads(x) for x in (run_dir / "rollouts.jsonl").read_text().splitlines()]
+    rows = [json.loads(x) for x in (ddp_run / "rollouts.jsonl").read_text().splitlines()]
     assert len(rows) == 2 * 4 * 4
     step1 = {r["prompt_id"] for r in rows if r["step"] == 1}
     assert len(step1) == 4
-    metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    metrics = _metrics(ddp_run)
     assert [m["step"] for m in metrics] == [0, 1, 2]
-    assert metrics[0]["eval/n"] == 4  # held-out prompts split over ranks, counts summed
+    assert metrics[0]["eval/n"] == 5  # held-out prompts split over ranks, counts summed
 
 
-def test_ppo_under_two_processes_keeps_actor_and_critic_identical(tmp_path, tiny_path):
+def test_ppo_under_two_processes_keeps_actor_and_critic_identical(ppo_ddp_run):
     """The critic's LoRA is frozen when DDP wraps the model, so the trainer all-reduces its
     gradients itself (Dist.sum_grads); without that the two ranks' critics drift apart."""
-    run_dir = tmp_path / "ppo"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", "29534", str(ROOT / "tests" / "rl_reason" / "_dist_train.py"),
-        str(TINY), str(run_dir), "algorithm.name=ppo", "train.steps=2", "checkpoint.every=0",
-        "eval.at_start=false", "eval.at_end=false", "logging.plot=false", "critic.lr=0.01",
-        'rewards.checkers=[{name: "tests.rewards._checkers:const"}]',
-    ]
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-3000:]
     for name in ("adapter", "critic"):
-        a = torch.load(run_dir / f"{name}_rank0.pt")
-        b = torch.load(run_dir / f"{name}_rank1.pt")
-        flat_a, flat_b = _flatten(a), _flatten(b)
-        assert flat_a.keys() == flat_b.keys()
-        for k in flat_a:
-            assert torch.equal(flat_a[k], flat_b[k]), (name, k)
-    critic = _flatten(torch.load(run_dir / "critic_rank0.pt"))
+        a, b = _rank_state(ppo_ddp_run, name, 0), _rank_state(ppo_ddp_run, name, 1)
+        assert a.keys() == b.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (name, k)
+    critic = _rank_state(ppo_ddp_run, "critic", 0)
     assert any(v.abs().sum() > 0 for k, v in critic.items() if "lora_B" in k)  # the critic trained
-    metrics = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    losses = [m["critic/value_loss"] for m in metrics if "critic/value_loss" in m]
+    losses = [m["critic/value_loss"] for m in _metrics(ppo_ddp_run) if "critic/value_loss" in m]
     assert len(losses) == 2 and losses[1] < losses[0]
+
+
+@pytest.mark.parametrize("algo", ["grpo", "ppo"])
+def test_fsdp_shards_the_base_and_trains_what_ddp_trains(tmp_path, algo, request):
+    """train.fsdp: each rank holds half the base, the adapters stay whole and identical on
+    both ranks, and the run equals the DDP run (same data split, gradients summed either way)."""
+    ref = request.getfixturevalue("ddp_run" if algo == "grpo" else "ppo_ddp_run")
+    extra = ["eval.limit=5"] if algo == "grpo" else PPO
+    run = torchrun(tmp_path / "fsdp", "train.fsdp=true", *extra)
+    for rank in (0, 1):
+        frac = float((run / f"base_fraction_rank{rank}.txt").read_text())
+        assert 0.45 < frac < 0.55, frac  # DDP holds all of it
+    assert float((ref / "base_fraction_rank0.txt").read_text()) == 1.0
+    for name in ("adapter", "critic") if algo == "ppo" else ("adapter",):
+        a, b, want = (_rank_state(run, name, 0), _rank_state(run, name, 1), _rank_state(ref, name, 0))
+        assert a.keys() == b.keys() == want.keys()
+        for k in a:
+            assert torch.equal(a[k], b[k]), (name, k)
+            assert torch.allclose(a[k], want[k], atol=1e-6), (name, k)
+        assert any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)
+    # wall clock, and the sampler-vs-trainer float noise (DDP samples with the adapter merged)
+    drop = ("time/", "throughput/", "/seconds", "rollout/logprob_diff")
+    got, exp = _metrics(run), _metrics(ref)
+    assert [m["step"] for m in got] == [m["step"] for m in exp]
+    for g, e in zip(got, exp):
+        for k, v in e.items():
+            if not any(d in k for d in drop):
+                assert g[k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
 
 
 def _flatten(state, prefix=""):

@@ -82,3 +82,67 @@ def test_rows_that_end_early_leave_the_batch_without_changing_the_others(tiny_po
             tiny_policy.model, ids, torch.ones_like(ids), len(r.completion_ids), temperature=0.7
         )
         assert torch.allclose(logp[0], torch.tensor(r.sample_logprobs), atol=1e-4)
+
+
+class _FakeRanks:
+    """Stands in for the trainer's Dist in one process: another rank has ``extra_batches``
+    more batches and decodes ``extra_steps`` steps longer than this one."""
+
+    def __init__(self, extra_batches=0, extra_steps=0):
+        self.extra_batches, self.extra_steps = extra_batches, extra_steps
+        self.steps = self.waited = 0
+
+    def max(self, value):
+        return value + self.extra_batches
+
+    def all_true(self, flag):
+        self.steps += 1
+        self.waited = self.waited + 1 if flag else 0
+        if self.waited > self.extra_steps:  # the other rank is done too: this batch ends
+            self.waited = 0
+            return True
+        return False
+
+
+def _count_forwards(model):
+    calls = []
+    handle = model.register_forward_pre_hook(lambda mod, args: calls.append(1))
+    return calls, handle
+
+
+def test_lockstep_runs_the_other_ranks_forwards_and_returns_the_same_completions(tiny_policy, monkeypatch):
+    """Under FSDP every forward is a collective: a rank whose rows are done, or that has no
+    prompts left, keeps running forwards until every rank is done, without changing its output."""
+    import rl_reason.rollout.hf as hf
+
+    vocab = tiny_policy.model.get_input_embeddings().weight.shape[0]
+    monkeypatch.setattr(hf, "_eos_ids", lambda model, tok: list(range(3, vocab, 3)))
+    p = _prompts(tiny_policy)
+    g = SamplingParams(max_new_tokens=12, greedy=True)
+    plain = HFEngine(tiny_policy, batch_size=2, merge_for_generation=False)
+    calls, handle = _count_forwards(tiny_policy.model)
+    want = plain.generate(p, 2, g)
+    alone = len(calls)
+    ranks = _FakeRanks(extra_batches=1, extra_steps=3)
+    got = HFEngine(tiny_policy, batch_size=2, lockstep=ranks).generate(p, 2, g)
+    handle.remove()
+    assert [(r.completion_ids, r.finish_reason) for r in got] == [(r.completion_ids, r.finish_reason) for r in want]
+    # each batch decodes 3 steps past its own end, plus one idle batch of 4 forwards
+    lens = [len(r.completion_ids) for r in want[::2]]
+    assert max(lens) + 3 <= 12  # rows ended early, so lockstep had steps to add
+    assert len(calls) - alone == alone + 3 * len(lens) + 4
+    # a rank with no prompts at all still joins every forward of the others
+    idle = _FakeRanks(extra_batches=2, extra_steps=4)
+    assert HFEngine(tiny_policy, lockstep=idle).generate([], 1, g) == []
+    assert idle.steps == 2 * 5  # two idle batches, each decoding until the others are done
+
+
+def test_vllm_engine_is_refused_with_a_sharded_base(tiny_cfg):
+    import pytest
+
+    from rl_reason.errors import ConfigError
+    from rl_reason.rollout.factory import make_engine
+
+    cfg = tiny_cfg("rollout.engine=vllm")
+    with pytest.raises(ConfigError, match="rollout.engine=server"):
+        make_engine(cfg.rollout, object(), None, lockstep=object())
