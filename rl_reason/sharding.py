@@ -29,11 +29,13 @@ def adapter_parameters(model) -> set[torch.nn.Parameter]:
     return {p for n, p in model.named_parameters() if ".lora_" in n}
 
 
-def shard_base(model) -> int:
+def shard_base(model, device: torch.device) -> int:
     """Shard ``model``'s frozen base in place with FSDP2; returns the number of units sharded.
 
     Units are the modules named in the transformers model's ``_no_split_modules`` (its decoder
-    layers); the root unit holds the rest (embeddings, final norm, head, tied or not).
+    layers); the root unit holds the rest (embeddings, final norm, head, tied or not). The
+    mesh is on ``device``'s type: fully_shard's default mesh is CUDA whenever CUDA exists, which
+    would move the base of a ``model.device=cpu`` run away from its adapters.
     """
     try:
         from torch.distributed.fsdp import fully_shard
@@ -50,14 +52,32 @@ def shard_base(model) -> int:
             f"train.fsdp: {type(inner).__name__} names no decoder-layer class (_no_split_modules); "
             "train it with DDP (train.fsdp=false)"
         )
+    from torch.distributed.device_mesh import init_device_mesh
+
+    mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
     ignored = adapter_parameters(model)
     units = [m for m in inner.modules() if type(m).__name__ in unit_names]
     if not units:
         raise ModelError(f"train.fsdp: no module of class {sorted(unit_names)} in {type(inner).__name__}")
     for unit in units:
-        fully_shard(unit, ignored_params=ignored & set(unit.parameters()))
-    fully_shard(model, ignored_params=ignored)
+        fully_shard(unit, mesh=mesh, ignored_params=ignored & set(unit.parameters()))
+    fully_shard(model, mesh=mesh, ignored_params=ignored)
     return len(units) + 1
+
+
+def reshard(model) -> None:
+    """Free every gathered unit of a sharded model (on every rank at once).
+
+    FSDP2 keeps the root unit gathered after a forward that no backward follows (sampling,
+    evaluation). A ``state_dict()`` on one rank alone (rank 0 saving the adapter) would then
+    reshard it on that rank only, and the next forward's all-gathers would no longer match
+    across ranks. Called after sampling and before rank-0-only saves.
+    """
+    from torch.distributed.fsdp import FSDPModule
+
+    for m in model.modules():
+        if isinstance(m, FSDPModule):
+            m.reshard()
 
 
 def local_fraction(model) -> float:

@@ -188,7 +188,14 @@ class Dist:
         for p in params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
-            torch.distributed.all_reduce(p.grad)
+        # one all-reduce over a flat copy, not one per matrix (hundreds of small LoRA matrices)
+        grads = [p.grad for p in params]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        torch.distributed.all_reduce(flat)
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
+            offset += g.numel()
 
     def all_true(self, flag: bool) -> bool:
         """True when ``flag`` is True on every rank."""
@@ -352,10 +359,15 @@ class Trainer:
 
         self.critic = critic_for(self.policy, cfg)
         if self.dist.sharded:
+            if self.critic is not None and not cfg.critic.shared_base:
+                raise ConfigError(
+                    "critic.shared_base=false with train.fsdp: the critic's own base copy would "
+                    "not be sharded; use critic.shared_base=true"
+                )
             # after the critic is attached, so its LoRA matrices stay whole too
             from rl_reason.sharding import shard_base
 
-            shard_base(self.policy.model)
+            shard_base(self.policy.model, self.dist.device)
             if self.critic is not None:
                 self.critic.through_root = True
         self.engine = make_engine(
@@ -881,7 +893,15 @@ class Trainer:
         meta = {"config_hash": config_hash(self.cfg), "recipe": self.recipe_path}
         (self.run_dir / "run.json").write_text(json.dumps(meta, indent=1))
 
+    def _reshard(self) -> None:
+        """Before a save on rank 0 alone: see sharding.reshard."""
+        if self.dist.sharded:
+            from rl_reason.sharding import reshard
+
+            reshard(self.policy.model)
+
     def _save_final_adapter(self) -> None:
+        self._reshard()
         if self.dist.is_main:
             self.policy.save_adapter(self.run_dir / "adapter")
             if self.critic is not None:
@@ -909,6 +929,7 @@ class Trainer:
         if not better:
             return
         self.best = {"step": step, "value": value, "metric": key}
+        self._reshard()
         if self.dist.is_main:
             target = self.run_dir / "best_adapter"
             tmp = self.run_dir / ".best_adapter.tmp"
@@ -933,6 +954,7 @@ class Trainer:
             "torch": torch.get_rng_state(),
         }
         rngs = self.dist.gather_objects(rng)
+        self._reshard()
         path = None
         if self.dist.is_main:
             state = {

@@ -66,6 +66,10 @@ class HFEngine:
             ) from exc
         finally:
             model.train(was_training)
+            if self.lockstep is not None:
+                from rl_reason.sharding import reshard
+
+                reshard(model)  # see reshard(): no unit may stay gathered on some ranks only
         return out
 
     def _generate_batch(self, jobs, sampling: SamplingParams, idle: bool = False) -> list[Rollout]:

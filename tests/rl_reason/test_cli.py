@@ -71,3 +71,11 @@ def test_deepspeed_launch_is_one_line_error(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and "DeepSpeed is not supported" in err and "ddp.yaml" in err
+
+
+def test_fsdp_with_cpu_ram_efficient_loading_is_one_line_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("FSDP_CPU_RAM_EFFICIENT_LOADING", "true")
+    code = main(["train", str(TINY), "--run-dir", str(tmp_path / "f"), "train.fsdp=true"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "fsdp_cpu_ram_efficient_loading must be false" in err

@@ -1,8 +1,8 @@
 """Two processes on the CPU (torchrun, gloo): DDP, and FSDP with the frozen base sharded."""
 
-import itertools
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -11,7 +11,12 @@ import torch
 
 from .conftest import ROOT, TINY
 
-_PORTS = itertools.count(29533)
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
 PPO = [
     "algorithm.name=ppo", "eval.at_start=false", "eval.at_end=false", "logging.plot=false",
     "critic.lr=0.01", 'rewards.checkers=[{name: "tests.rewards._checkers:const"}]',
@@ -23,7 +28,7 @@ def torchrun(run_dir, *overrides):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(next(_PORTS)), str(ROOT / "tests" / "rl_reason" / "_dist_train.py"),
+        "--master_port", str(_free_port()), str(ROOT / "tests" / "rl_reason" / "_dist_train.py"),
         str(TINY), str(run_dir), "train.steps=2", "checkpoint.every=0", *overrides,
     ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -39,10 +44,18 @@ def _metrics(run_dir):
     return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+# one held-out prompt: rank 1 has none and must still join every forward of rank 0 (FSDP);
+# an evaluation, a best-adapter save and a checkpoint after every step: rank 0 saves alone
+# between two sharded forwards, which once broke the next step's collectives
+GRPO = [
+    "train.steps=3", "eval.limit=1", "eval.every=1", "checkpoint.every=1",
+    "checkpoint.keep_best=eval/reward_mean",
+]
+
+
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory, tiny_path):
-    # eval.limit=5: the held-out prompts split 3 / 2, so one rank generates less
-    return torchrun(tmp_path_factory.mktemp("ddp") / "run", "eval.limit=5")
+    return torchrun(tmp_path_factory.mktemp("ddp") / "run", *GRPO)
 
 
 @pytest.fixture(scope="module")
@@ -58,12 +71,12 @@ def test_two_processes_split_prompts_and_end_with_identical_adapters(ddp_run):
     assert any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)  # it trained
     # rank 0 logs every completion of both ranks: 4 prompts x 4 generations per step
     rows = [json.loads(x) for x in (ddp_run / "rollouts.jsonl").read_text().splitlines()]
-    assert len(rows) == 2 * 4 * 4
+    assert len(rows) == 3 * 4 * 4
     step1 = {r["prompt_id"] for r in rows if r["step"] == 1}
     assert len(step1) == 4
     metrics = _metrics(ddp_run)
-    assert [m["step"] for m in metrics] == [0, 1, 2]
-    assert metrics[0]["eval/n"] == 5  # held-out prompts split over ranks, counts summed
+    assert [m["step"] for m in metrics] == [0, 1, 2, 3]
+    assert all(m["eval/n"] == 1 for m in metrics)  # counts summed over ranks (1 + 0)
 
 
 def test_ppo_under_two_processes_keeps_actor_and_critic_identical(ppo_ddp_run):
@@ -85,7 +98,7 @@ def test_fsdp_shards_the_base_and_trains_what_ddp_trains(tmp_path, algo, request
     """train.fsdp: each rank holds half the base, the adapters stay whole and identical on
     both ranks, and the run equals the DDP run (same data split, gradients summed either way)."""
     ref = request.getfixturevalue("ddp_run" if algo == "grpo" else "ppo_ddp_run")
-    extra = ["eval.limit=5"] if algo == "grpo" else PPO
+    extra = GRPO if algo == "grpo" else PPO
     run = torchrun(tmp_path / "fsdp", "train.fsdp=true", *extra)
     for rank in (0, 1):
         frac = float((run / f"base_fraction_rank{rank}.txt").read_text())
@@ -101,6 +114,11 @@ def test_fsdp_shards_the_base_and_trains_what_ddp_trains(tmp_path, algo, request
     # wall clock, and the sampler-vs-trainer float noise (DDP samples with the adapter merged)
     drop = ("time/", "throughput/", "/seconds", "rollout/logprob_diff")
     got, exp = _metrics(run), _metrics(ref)
+    if algo == "grpo":
+        assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-000002", "step-000003"]
+        assert json.loads((run / "best_adapter" / "best.json").read_text()) == json.loads(
+            (ref / "best_adapter" / "best.json").read_text()
+        )
     assert [m["step"] for m in got] == [m["step"] for m in exp]
     for g, e in zip(got, exp):
         for k, v in e.items():
