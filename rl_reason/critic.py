@@ -21,6 +21,7 @@ import torch
 
 from rl_reason.config import CriticConfig, LoraConfig, ModelConfig
 from rl_reason.errors import ModelError
+from rl_reason.sharding import is_sharded
 
 ADAPTER = "critic"
 ACTOR_ADAPTER = "default"
@@ -63,8 +64,6 @@ class Critic:
         self.model = model  # a peft.PeftModel holding an adapter named "critic"
         self.value_head = value_head
         self.shared = shared
-        # sharded base (train.fsdp): run the whole model, whose forward gathers the shards
-        self.through_root = False
 
     # ------------------------------------------------------------------ parameters
     def parameters(self) -> list[torch.nn.Parameter]:
@@ -112,7 +111,7 @@ class Critic:
         backbone = self.model.get_base_model().base_model
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-        if self.through_root:
+        if is_sharded(self.model):
             # FSDP gathers the embeddings and final norm in the root module's forward, which a
             # direct backbone call would skip; read the backbone's output with a hook instead
             # (the head then runs for one position only)

@@ -29,8 +29,8 @@ def adapter_parameters(model) -> set[torch.nn.Parameter]:
     return {p for n, p in model.named_parameters() if ".lora_" in n}
 
 
-def shard_base(model, device: torch.device) -> int:
-    """Shard ``model``'s frozen base in place with FSDP2; returns the number of units sharded.
+def shard_base(model, device: torch.device) -> None:
+    """Shard ``model``'s frozen base in place with FSDP2.
 
     Units are the modules named in the transformers model's ``_no_split_modules`` (its decoder
     layers); the root unit holds the rest (embeddings, final norm, head, tied or not). The
@@ -45,51 +45,44 @@ def shard_base(model, device: torch.device) -> int:
         raise ModelError("train.fsdp needs torch >= 2.7 (fully_shard(ignored_params=...))")
     if not torch.distributed.is_initialized():
         raise ModelError("train.fsdp needs several processes: launch with torchrun or accelerate launch")
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    unit_names = set(getattr(inner, "_no_split_modules", None) or ())
-    if not unit_names:
-        raise ModelError(
-            f"train.fsdp: {type(inner).__name__} names no decoder-layer class (_no_split_modules); "
-            "train it with DDP (train.fsdp=false)"
-        )
     from torch.distributed.device_mesh import init_device_mesh
 
-    mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
-    ignored = adapter_parameters(model)
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    unit_names = set(getattr(inner, "_no_split_modules", None) or ())
     units = [m for m in inner.modules() if type(m).__name__ in unit_names]
     if not units:
-        raise ModelError(f"train.fsdp: no module of class {sorted(unit_names)} in {type(inner).__name__}")
+        raise ModelError(
+            f"train.fsdp: found no decoder layers to shard in {type(inner).__name__} "
+            f"(its _no_split_modules: {sorted(unit_names)}); train it with train.fsdp=false"
+        )
+    mesh = init_device_mesh(device.type, (torch.distributed.get_world_size(),))
+    ignored = adapter_parameters(model)
     for unit in units:
         fully_shard(unit, mesh=mesh, ignored_params=ignored & set(unit.parameters()))
     fully_shard(model, mesh=mesh, ignored_params=ignored)
-    return len(units) + 1
+
+
+def is_sharded(model) -> bool:
+    """Whether ``shard_base`` has run on ``model``."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # torch too old to shard at all
+        return False
+    return isinstance(model, FSDPModule)
 
 
 def reshard(model) -> None:
     """Free every gathered unit of a sharded model (on every rank at once).
 
-    FSDP2 keeps the root unit gathered after a forward that no backward follows (sampling,
-    evaluation). A ``state_dict()`` on one rank alone (rank 0 saving the adapter) would then
-    reshard it on that rank only, and the next forward's all-gathers would no longer match
-    across ranks. Called after sampling and before rank-0-only saves.
+    FSDP2 keeps the root unit gathered after a forward that no backward follows. A
+    ``state_dict()`` on one rank alone (rank 0 saving the adapter) would then reshard it on
+    that rank only, and the next forward's all-gathers would no longer match across ranks.
+    Sampling (the HF engine, also for evaluation) is the only place forwards run without a
+    backward after them (the update's no-grad forwards precede its backward), so the engine
+    calls this when it is done.
     """
     from torch.distributed.fsdp import FSDPModule
 
     for m in model.modules():
         if isinstance(m, FSDPModule):
             m.reshard()
-
-
-def local_fraction(model) -> float:
-    """Share of the base's parameter elements held on this rank (1.0 when unsharded)."""
-    from torch.distributed.tensor import DTensor
-
-    local = full = 0
-    for p in model.parameters():
-        if isinstance(p, DTensor):
-            local += p.to_local().numel()
-            full += p.numel()
-        elif not p.requires_grad:
-            local += p.numel()
-            full += p.numel()
-    return local / max(full, 1)

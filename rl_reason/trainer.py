@@ -133,9 +133,9 @@ class Dist:
 
     def __init__(self, device_name: str, fsdp: bool = False):
         from accelerate import Accelerator
-        from accelerate.utils import DistributedType
+        from accelerate.utils import DistributedType, parse_flag_from_env
 
-        if os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true", "yes"):
+        if parse_flag_from_env("ACCELERATE_USE_DEEPSPEED"):
             # LoRA's gradients and optimizer state are a few MB: ZeRO has nothing to shard
             # there, and the frozen base is what train.fsdp shards
             raise ConfigError(
@@ -150,7 +150,7 @@ class Dist:
         self.is_main = self.accelerator.is_main_process
         # FSDP through accelerate's config, or asked for by the recipe (torchrun, CPU/gloo)
         asked = fsdp or self.accelerator.distributed_type == DistributedType.FSDP
-        if asked and os.environ.get("FSDP_CPU_RAM_EFFICIENT_LOADING", "").lower() in ("1", "true", "yes"):
+        if asked and parse_flag_from_env("FSDP_CPU_RAM_EFFICIENT_LOADING"):
             # transformers then loads empty weights on every rank but the first and expects
             # accelerate's broadcast, which rl_reason.sharding does not do
             raise ConfigError(
@@ -283,7 +283,7 @@ def collate(batch: TrainBatch, idx: Sequence[int], pad_id: int, device) -> dict[
 
 def _without_loss(t: dict) -> dict:
     """A copy of a collated micro-batch that adds nothing to any loss or metric (sharded runs
-    pad ranks with fewer micro-batches with it, so every rank runs the same forwards)."""
+    pad ranks with fewer micro-batches with a one-row one, so every rank runs the same forwards)."""
     out = dict(t)
     for key in ("mask", "valid", "advantages"):
         out[key] = torch.zeros_like(t[key])
@@ -368,8 +368,6 @@ class Trainer:
             from rl_reason.sharding import shard_base
 
             shard_base(self.policy.model, self.dist.device)
-            if self.critic is not None:
-                self.critic.through_root = True
         self.engine = make_engine(
             cfg.rollout, self.policy, self.run_dir, lockstep=self.dist if self.dist.sharded else None
         )
@@ -642,9 +640,11 @@ class Trainer:
         micro = algorithms.token_budget_batches(lengths, cfg.train.micro_batch_tokens)
         pad_id = self.tokenizer.pad_token_id
         mbs = [collate(batch, mb, pad_id, dist.device) for mb in micro]
-        n_micro = len(mbs)
         if dist.sharded:  # every forward is a collective: the same number on every rank
-            mbs += [_without_loss(mbs[0]) for _ in range(int(dist.max(len(mbs))) - len(mbs))]
+            missing = int(dist.max(len(mbs))) - len(mbs)
+            if missing:
+                one_row = _without_loss(collate(batch, micro[0][:1], pad_id, dist.device))
+                mbs += [dict(one_row) for _ in range(missing)]
         tokens_local = sum(sum(m) for m in masks)
         seqs_local = sum(1 for m in masks if sum(m) > 0)
         valid_local = float(sum(float(t["valid"].sum()) for t in mbs))
@@ -756,7 +756,7 @@ class Trainer:
             out["rollout/logprob_diff_mean"] = sums["rollout/logprob_diff_mean"] / max(valid_local, 1.0)
             out["rollout/logprob_diff_max"] = diff_max
         out["policy/grad_norm"] = grad_norm
-        out["policy/micro_batches"] = float(n_micro)
+        out["policy/micro_batches"] = float(len(micro))
         return out, seq_adv
 
     def _logprobs(self, model, t: dict, with_entropy: bool = False):
@@ -893,15 +893,7 @@ class Trainer:
         meta = {"config_hash": config_hash(self.cfg), "recipe": self.recipe_path}
         (self.run_dir / "run.json").write_text(json.dumps(meta, indent=1))
 
-    def _reshard(self) -> None:
-        """Before a save on rank 0 alone: see sharding.reshard."""
-        if self.dist.sharded:
-            from rl_reason.sharding import reshard
-
-            reshard(self.policy.model)
-
     def _save_final_adapter(self) -> None:
-        self._reshard()
         if self.dist.is_main:
             self.policy.save_adapter(self.run_dir / "adapter")
             if self.critic is not None:
@@ -929,7 +921,6 @@ class Trainer:
         if not better:
             return
         self.best = {"step": step, "value": value, "metric": key}
-        self._reshard()
         if self.dist.is_main:
             target = self.run_dir / "best_adapter"
             tmp = self.run_dir / ".best_adapter.tmp"
@@ -954,7 +945,6 @@ class Trainer:
             "torch": torch.get_rng_state(),
         }
         rngs = self.dist.gather_objects(rng)
-        self._reshard()
         path = None
         if self.dist.is_main:
             state = {

@@ -17,12 +17,12 @@ def make_engine(rollout_cfg: RolloutConfig, policy, run_dir: Path, lockstep=None
         from rl_reason.rollout.hf import HFEngine
 
         return HFEngine(policy, batch_size=rollout_cfg.generation_batch_size, lockstep=lockstep)
-    if rollout_cfg.engine == "vllm" and lockstep is not None:
-        raise ConfigError(
-            "rollout.engine=vllm with train.fsdp: colocated vLLM holds the whole base on every "
-            "GPU, which sharding is meant to avoid; use rollout.engine=server, or train.fsdp=false"
-        )
     if rollout_cfg.engine == "vllm":
+        if lockstep is not None:
+            raise ConfigError(
+                "rollout.engine=vllm with train.fsdp: colocated vLLM holds the whole base on every "
+                "GPU, which sharding is meant to avoid; use rollout.engine=server, or train.fsdp=false"
+            )
         from rl_reason.rollout.vllm_engine import VLLMEngine
 
         return VLLMEngine(policy, rollout_cfg, run_dir)
