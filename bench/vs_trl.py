@@ -54,7 +54,7 @@ def overrides(steps: int) -> list[str]:
 
 
 def load_cfg(steps: int):
-    from rl_reason.cli import DEMO_RECIPE
+    from rl_reason.demo import DEMO_RECIPE
     from rl_reason.config import load_config
 
     return load_config(DEMO_RECIPE, overrides(steps))

@@ -13,9 +13,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from rl_reason.demo import DEMO_RECIPE
 from rl_reason.errors import RLReasonError
-
-DEMO_RECIPE = Path(__file__).resolve().parent / "demo_recipe.yaml"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,7 +101,6 @@ def _train(cfg, run_dir: Path, *, resume: bool, overwrite: bool, recipe: Optiona
 
 def cmd_train(args) -> int:
     from rl_reason import runs
-    from rl_reason.config import dump_yaml
 
     cfg = _load(args.recipe, args.overrides)
     run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(cfg)

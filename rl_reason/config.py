@@ -84,7 +84,7 @@ class RolloutConfig:
     top_k: int = 0
     stop: list[str] = field(default_factory=list)
     generation_batch_size: int = 64  # sequences per generate() call (hf engine)
-    # vllm / server engines (issue 4)
+    # vllm / server engines
     sync: str = "hotload"  # hotload (new LoRARequest per step) | merge (merged weights into vLLM)
     gpu_memory_utilization: Optional[float] = None  # vllm engine, GPU only
     max_model_len: Optional[int] = None  # vllm engine

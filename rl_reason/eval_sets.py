@@ -256,7 +256,9 @@ def load_eval_set(
     checkers = None
     if spec.strip().lower() == DEMO_SET:
         source, builtin, kind = "the demo recipe's held-out sums", None, "math"
-        rows, demo_template, checkers = _demo_rows()
+        from rl_reason.demo import held_out_rows
+
+        rows, demo_template, checkers = held_out_rows()
         prompt_template = prompt_template or demo_template
     else:
         source, builtin = resolve_source(spec, data_dir)
@@ -280,23 +282,6 @@ def load_eval_set(
     return EvalSet(name=name, source=source, kind=kind, records=records,
                    checkers=[dict(c, params=dict(c["params"])) for c in checkers],
                    skipped=skipped, prompt_template=cfg.prompt_template)
-
-
-def _demo_rows() -> tuple[list[dict], str, list[dict]]:
-    """``arith``: the held-out problems of the CPU demo, asked and graded as the demo does.
-
-    They are generated from the demo recipe's synthetic settings and seed, so ``rl-reason
-    eval --data arith`` scores exactly the prompts the demo's before/after line reports.
-    """
-    from rl_reason.cli import DEMO_RECIPE
-    from rl_reason.config import load_config
-    from rl_reason.data import synthetic_problems
-
-    cfg = load_config(DEMO_RECIPE, [])
-    _, held_out = synthetic_problems(cfg.data.synthetic, cfg.train.seed)
-    rows = [{"id": f"heldout-{i}", "question": q, "answer": a} for i, (q, a) in enumerate(held_out)]
-    checkers = [{"name": c.name, "params": dict(c.params)} for c in cfg.rewards.checkers if c.name == "math_answer"]
-    return rows, cfg.data.prompt_template, checkers
 
 
 def _file_name(source: str) -> str:

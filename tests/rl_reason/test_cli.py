@@ -48,7 +48,7 @@ def test_console_script_entry_point_runs():
 def test_demo_recipe_is_shipped_and_mirrored_in_recipes(capsys):
     """The package embeds the demo recipe (so `rl-reason demo` works from a wheel); the copy
     under recipes/ is what users read and must not drift from it."""
-    from rl_reason.cli import DEMO_RECIPE
+    from rl_reason.demo import DEMO_RECIPE
 
     mirror = ROOT / "recipes" / "demo" / "grpo_arith.yaml"
     assert DEMO_RECIPE.read_text() == mirror.read_text()

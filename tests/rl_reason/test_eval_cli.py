@@ -203,7 +203,7 @@ def test_sampling_defaults_and_out_dir():
 
 
 def test_arith_is_the_demo_held_out_set():
-    from rl_reason.cli import DEMO_RECIPE
+    from rl_reason.demo import DEMO_RECIPE
     from rl_reason.config import load_config
     from rl_reason.data import load_records
     from rl_reason.eval_sets import load_eval_set
