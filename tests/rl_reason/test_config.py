@@ -1,10 +1,10 @@
-import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
 
 from rl_reason.config import (
+    CheckerConfig,
     RunConfig,
     apply_overrides,
     config_hash,
@@ -105,13 +105,56 @@ def test_apply_overrides_does_not_mutate():
     assert out == {"train": {"steps": 2}, "model": {"name": "x"}}
 
 
-def test_recipes_doc_lists_every_field():
-    from rl_reason.config import _walk
+def test_schema_metadata_is_the_source_of_choices_bounds_and_resume_rules():
+    import typing
 
-    doc = (ROOT / "docs" / "RECIPES.md").read_text()
-    missing = [path for path, _ in _walk(RunConfig()) if f"`{path}`" not in doc]
-    missing = [m for m in missing if not m.startswith("rewards.checkers")]
-    assert not missing, f"document these in docs/RECIPES.md: {missing}"
+    from rl_reason.config import (
+        AlgorithmConfig,
+        ModelConfig,
+        choices,
+        field_meta,
+        fixed_on_resume,
+        schema_fields,
+    )
+
+    hints = typing.get_type_hints(ModelConfig)
+    assert choices(hints["dtype"]) == ("float32", "bfloat16", "float16")
+    assert choices(typing.get_type_hints(AlgorithmConfig)["name"]) == ("grpo", "dr_grpo", "rloo", "ppo", "reinforce_pp")
+    # the keys a resume refuses (runs.py read a hand-kept list of these before)
+    assert set(fixed_on_resume()) == {
+        "model.name", "model.dtype", "lora.r", "lora.alpha", "lora.target_modules", "algorithm.name",
+        "data.source", "data.config_name", "data.split", "data.prompt_field", "data.fields",
+        "data.shuffle", "data.limit", "rollout.prompts_per_step", "rollout.num_generations",
+        "train.seed", *(f"data.synthetic.{k}" for k in ("ops", "min_value", "max_value", "num_terms", "num_train", "num_eval")),
+    }
+    for path, f, _ in schema_fields():
+        assert field_meta(f).doc.strip(), f"{path} has no doc"
+
+
+@pytest.mark.parametrize(
+    "edit, key, words",
+    [
+        (lambda c: setattr(c.model, "dtype", "float8"), "model.dtype", "not one of: float32"),
+        (lambda c: setattr(c.data.synthetic, "ops", ["+", "%"]), "data.synthetic.ops[1]", "not one of"),
+        (lambda c: setattr(c.rollout, "temperature", 0.0), "rollout.temperature", "must be > 0, got 0.0: RL sampling"),
+        (lambda c: setattr(c.lora, "dropout", 1.0), "lora.dropout", "must be in [0, 1), got 1.0"),
+        (lambda c: setattr(c.algorithm, "critic_lam", 1.5), "algorithm.critic_lam", "in [0, 1]"),
+        (lambda c: setattr(c.data, "limit", 0), "data.limit", "must be > 0"),
+        (lambda c: setattr(c.model, "device", "cpu") or setattr(c.model, "dtype", "float16"), "model.dtype", "not supported on the CPU"),
+        (lambda c: c.rewards.checkers.append(CheckerConfig(name="")), "rewards.checkers[1].name", "is required"),
+        (lambda c: setattr(c.data.synthetic, "min_value", 10) or setattr(c.data.synthetic, "max_value", 2), "data.synthetic.min_value", "10 > max_value 2"),
+        (lambda c: setattr(c.rollout, "engine", "server"), "rollout.servers", "needs at least one server URL"),
+    ],
+)
+def test_validate_checks_configs_built_in_code(edit, key, words):
+    from rl_reason.config import validate
+
+    cfg = RunConfig()
+    edit(cfg)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg, "code")
+    assert str(err.value).startswith(key + ":"), str(err.value)
+    assert words in str(err.value) and "(in code)" in str(err.value)
 
 
 def test_runner_timeout_must_leave_room_for_the_sandbox_timeout():
