@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -59,9 +60,11 @@ def _quiet_libraries() -> None:
 
 def _load(recipe: str, overrides: list[str]):
     from rl_reason.config import check_checkers_resolve, load_config
+    from rl_reason.preflight import preflight
 
     cfg = load_config(recipe, overrides)
     check_checkers_resolve(cfg, recipe)
+    preflight(cfg, recipe)  # data files, device, keep-best: before any model loads
     return cfg
 
 
@@ -73,21 +76,26 @@ def cmd_validate(args) -> int:
     return 0
 
 
-def _train(cfg, run_dir: Path, *, resume: bool, overwrite: bool, recipe: Optional[str]) -> dict:
+def _train(cfg, run_dir: Path, *, resume=None, overwrite: bool = False, recipe: Optional[str] = None) -> dict:
+    """Train a new run (``resume`` None) or continue one (a ``runs.Resume``)."""
     from rl_reason import runs
-    from rl_reason.errors import RunDirError
     from rl_reason.trainer import Trainer
 
-    ckpt = None
-    if resume:
-        ckpt = runs.latest_checkpoint(run_dir)
-        if ckpt is None:
-            raise RunDirError(f"{run_dir} has no usable checkpoint to resume from; start it with train")
-        print(f"resuming {run_dir} from {ckpt.name}", file=sys.stderr)
+    created = False
+    if resume is not None:
+        runs.record_config(run_dir, cfg)
+        print(f"resuming {run_dir} from {resume.checkpoint.name}", file=sys.stderr)
     else:
-        runs.prepare_new_run(run_dir, overwrite=overwrite)
-    trainer = Trainer(cfg, run_dir, resume_from=ckpt, recipe_path=recipe)
-    summary = trainer.run()
+        created = runs.prepare_new_run(run_dir, overwrite=overwrite)
+        print(f"run dir: {run_dir}", flush=True)  # at the start too: where to look while it runs
+    ckpt = resume.checkpoint if resume is not None else None
+    try:
+        trainer = Trainer(cfg, run_dir, resume_from=ckpt, recipe_path=recipe)
+        summary = trainer.run()
+    except BaseException:
+        if created:  # a start that failed leaves no empty run dir behind
+            runs.discard_failed_start(run_dir)
+        raise
     if trainer.dist.is_main:
         before = summary["eval_before"].get("eval/accuracy")
         after = summary["eval_after"].get("eval/accuracy")
@@ -99,20 +107,39 @@ def _train(cfg, run_dir: Path, *, resume: bool, overwrite: bool, recipe: Optiona
     return summary
 
 
+def _finished(plan, run_dir: Path) -> int:
+    """A resume of a run that already reached train.steps: say so, load nothing."""
+    from rl_reason import runs
+
+    restored = runs.restore_final_outputs(run_dir, plan.checkpoint)
+    note = f" (restored {', '.join(restored)} from {plan.checkpoint.name})" if restored else ""
+    print(
+        f"{run_dir} is finished at step {plan.step} (train.steps={plan.cfg.train.steps}){note}; "
+        f"to train longer, raise train.steps: rl-reason resume {shlex.quote(str(run_dir))} "
+        f"train.steps={max(plan.step * 2, plan.step + 1)}",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_train(args) -> int:
     from rl_reason import runs
 
-    cfg = _load(args.recipe, args.overrides)
-    run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(cfg)
     if args.resume and args.overwrite:
         from rl_reason.errors import ConfigError
 
         raise ConfigError("--resume and --overwrite contradict each other; pick one")
+    cfg = _load(args.recipe, args.overrides)
+    run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(cfg)
+    plan = None
     if args.resume:
-        cfg = runs.resume_config(run_dir, [], new_cfg=cfg)
+        plan = runs.plan_resume(run_dir, [], new_cfg=cfg)
+        cfg = plan.cfg
     if args.dry_run:
         return _dry_run(cfg, run_dir)
-    _train(cfg, run_dir, resume=args.resume, overwrite=args.overwrite, recipe=args.recipe)
+    if plan is not None and plan.finished:
+        return _finished(plan, run_dir)
+    _train(cfg, run_dir, resume=plan, overwrite=args.overwrite, recipe=args.recipe)
     return 0
 
 
@@ -135,9 +162,14 @@ def cmd_resume(args) -> int:
     from rl_reason.config import check_checkers_resolve
 
     run_dir = Path(args.run_dir)
-    cfg = runs.resume_config(run_dir, args.overrides)
-    check_checkers_resolve(cfg, str(run_dir / "config.yaml"))
-    _train(cfg, run_dir, resume=True, overwrite=False, recipe=None)
+    from rl_reason.preflight import preflight
+
+    plan = runs.plan_resume(run_dir, args.overrides)
+    check_checkers_resolve(plan.cfg, str(run_dir / "config.yaml"))
+    preflight(plan.cfg, str(run_dir / "config.yaml"))
+    if plan.finished:
+        return _finished(plan, run_dir)
+    _train(plan.cfg, run_dir, resume=plan)
     return 0
 
 
@@ -146,7 +178,7 @@ def cmd_demo(args) -> int:
 
     cfg = _load(str(DEMO_RECIPE), args.overrides)
     run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(cfg)
-    _train(cfg, run_dir, resume=False, overwrite=True, recipe=str(DEMO_RECIPE))
+    _train(cfg, run_dir, overwrite=True, recipe=str(DEMO_RECIPE))
     return 0
 
 

@@ -18,6 +18,8 @@ class ConfigError(RLReasonError):
 class DataError(RLReasonError):
     """A dataset cannot be loaded or a row lacks a required field (with data.strict)."""
 
+    exit_code = 2  # like a recipe error: the input is wrong, not the program
+
 
 class ModelError(RLReasonError):
     """A model or tokenizer cannot be loaded or prepared."""

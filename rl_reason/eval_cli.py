@@ -33,8 +33,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="accuracy / pass@k of a model (+ LoRA adapter) on gsm8k, math500, aime24, amc23, humaneval or a file",
         description="Evaluate a base model, optionally with a LoRA adapter, on a held-out set.",
     )
-    p.add_argument("--model", required=True, help="base model: hub id, local dir, tiny-random or demo")
-    p.add_argument("--adapter", help="PEFT adapter dir (e.g. runs/NAME/adapter)")
+    p.add_argument("--model", help="base model: hub id, local dir, tiny-random or demo "
+                   "(default with --adapter RUN_DIR/adapter: the run's model.name)")
+    p.add_argument("--adapter", help="PEFT adapter dir (e.g. runs/NAME/adapter); an adapter inside a "
+                   "run dir brings the run's model, template, system prompt and checkers")
+    p.add_argument("--no-run-config", action="store_true",
+                   help="ignore RUN_DIR/config.yaml of --adapter: the flags and the set's defaults only")
     p.add_argument("--data", required=True,
                    help="gsm8k | math500 | aime24 | amc23 | humaneval | arith (the demo task) | a .jsonl/.json/.parquet file")
     p.add_argument("--data-dir", help="folder with local copies of the built-in sets "
@@ -50,9 +54,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help=f"default: greedy for --samples 1, {DEFAULT_SAMPLING_TEMPERATURE} otherwise")
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--template", default="chat", choices=("chat", "plain"))
+    p.add_argument("--template", default=None, choices=("chat", "plain"),
+                   help="default: the run's data.template with a run's adapter, else chat")
     p.add_argument("--prompt-template", help="question wrapper with {prompt}; default: the set's own")
-    p.add_argument("--system-prompt")
+    p.add_argument("--system-prompt", help="default: the run's data.system_prompt with a run's adapter")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per generate call")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
@@ -105,6 +110,45 @@ def _check_args(args) -> list[int]:
     if args.engine == "vllm":
         vllm_eval_factory()
     return parse_ks(args.k, args.samples)
+
+
+def find_run_config(adapter: str) -> Optional[Path]:
+    """RUN_DIR/config.yaml of an adapter inside a run dir (RUN_DIR/adapter, RUN_DIR/best_adapter,
+    RUN_DIR/checkpoints/step-N/adapter), or None."""
+    here = Path(adapter).expanduser().resolve()
+    for parent in list(here.parents)[:3]:
+        if (parent / "config.yaml").is_file() and (parent / "run.json").is_file():
+            return parent / "config.yaml"
+    return None
+
+
+def apply_run_defaults(args) -> None:
+    """With --adapter from a run, what the flags leave unset comes from the run's config:
+    model, template, system prompt, trust_remote_code, and the checkers that grade."""
+    args.run_config = None
+    args.run_checkers = None
+    path = find_run_config(args.adapter) if args.adapter and not args.no_run_config else None
+    if path is not None:
+        from rl_reason.config import from_dict
+        from rl_reason.runs import saved_config
+
+        cfg = from_dict(saved_config(path.parent), str(path))
+        args.run_config = str(path)
+        args.model = args.model or cfg.model.name
+        args.template = args.template or cfg.data.template
+        if args.system_prompt is None:
+            args.system_prompt = cfg.data.system_prompt
+        args.trust_remote_code = args.trust_remote_code or cfg.model.trust_remote_code
+        args.run_checkers = [
+            {"name": c.name, "params": dict(c.params), "weight": c.weight, "alias": c.alias}
+            for c in cfg.rewards.checkers
+        ]
+    if not args.model:
+        raise ConfigError(
+            "--model is required unless --adapter is a run's adapter (RUN_DIR/adapter next to "
+            "RUN_DIR/config.yaml); give --model NAME"
+        )
+    args.template = args.template or "chat"
 
 
 def check_adapter_dir(path: str) -> None:
@@ -340,6 +384,7 @@ def _settings(args, eval_set, greedy: bool, temperature: float) -> dict[str, Any
     return {
         "model": args.model,
         "adapter": args.adapter,
+        "run_config": args.run_config,
         "data": args.data,
         "data_source": eval_set.source,
         "kind": eval_set.kind,
@@ -380,6 +425,8 @@ def write_outputs(out_dir: Path, settings: dict, passes: dict[str, tuple[dict, l
     if "base" in passes:
         report["runs"] = {"base": passes["base"][0], "adapter": passes["adapter"][0]}
         report["delta"] = compare(passes["base"][0], passes["adapter"][0])
+        # the wall time of the whole evaluation: both passes, not the adapter's alone
+        report["wall_s"] = passes["base"][0]["wall_s"] + passes["adapter"][0]["wall_s"]
     tmp = out_dir / "eval.json.tmp"
     tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     tmp.replace(out_dir / "eval.json")
@@ -425,8 +472,9 @@ def print_report(report: dict, out_dir: Path, console=None) -> None:
         for key, value in flat_metrics(report).items():
             table.add_row(key, _fmt(key, value))
     console.print(table)
+    both = " for both passes" if "runs" in report else ""
     console.print(
-        f"{report['wall_s']:.1f} s, {report['tokens_per_s']:.1f} generated tokens/s; "
+        f"{report['wall_s']:.1f} s{both}, {report['tokens_per_s']:.1f} generated tokens/s; "
         f"wrote {out_dir / 'eval.json'} and samples.jsonl",
         soft_wrap=True,  # a long path stays on one line, copyable
     )
@@ -441,12 +489,17 @@ def run(args) -> int:
     from rl_reason.eval_sets import load_eval_set
     from rl_reason.rollout import SamplingParams
 
+    if args.adapter:
+        check_adapter_dir(args.adapter)
+    apply_run_defaults(args)
     args.ks = _check_args(args)
     _quiet_progress_bars()
     eval_set = load_eval_set(
         args.data, limit=args.limit, template=args.template, prompt_template=args.prompt_template,
         system_prompt=args.system_prompt, data_dir=args.data_dir,
     )
+    if args.run_checkers:  # graded as the run was rewarded
+        eval_set.checkers = args.run_checkers
     if eval_set.skipped:
         print(f"note: skipped {eval_set.skipped} rows without a question/answer", file=sys.stderr)
     greedy, temperature = sampling_settings(args.samples, args.temperature)

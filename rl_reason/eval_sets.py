@@ -91,7 +91,7 @@ class EvalSet:
     source: str  # the file or hub id the rows came from
     kind: str  # "math" | "code"
     records: list  # rl_reason.data.PromptRecord
-    checkers: list[dict] = field(default_factory=list)  # [{"name", "params"}] for the Scorer
+    checkers: list[dict] = field(default_factory=list)  # [{"name", "params"[, "weight", "alias"]}] for the Scorer
     skipped: int = 0  # rows dropped for a missing question / answer / tests
     prompt_template: str = "{prompt}"  # the template the records were rendered with
 
@@ -102,7 +102,10 @@ class EvalSet:
     def checker_specs(self) -> list:
         from rewards.runner import CheckerSpec
 
-        return [CheckerSpec(name=c["name"], params=dict(c["params"])) for c in self.checkers]
+        return [
+            CheckerSpec(name=c["name"], params=dict(c["params"]), weight=c.get("weight", 1.0), alias=c.get("alias"))
+            for c in self.checkers
+        ]
 
     def extract(self, completion: str) -> Optional[str]:
         """What the grader will judge: the final answer (math) or the program (code).

@@ -113,6 +113,11 @@ def _summary_line(step: int, total: int, m: dict) -> str:
     return "  ".join(parts)
 
 
+# RL_REASON_PROGRESS=0 turns the progress display off whatever the recipe says (the test
+# suite sets it, so recipes under recipes/test/ can keep progress on for users who copy them)
+PROGRESS_ENV = "RL_REASON_PROGRESS"
+
+
 def _interactive() -> bool:
     if os.environ.get("CI"):
         return False
@@ -206,7 +211,7 @@ class Tracker:
 
         self._bar: Optional[_RichBar] = None
         self._plain = False
-        if cfg.progress:
+        if cfg.progress and os.environ.get(PROGRESS_ENV, "1") != "0":
             if _interactive():
                 self._bar = _RichBar(total_steps, start_step)
             else:

@@ -969,6 +969,7 @@ class Trainer:
             path = checkpoint.save(
                 self.run_dir, step, write,
                 config_hash=config_hash(self.cfg), keep_last=self.cfg.checkpoint.keep_last,
+                extra={"config": to_dict(self.cfg)},  # a resume names each key that changed since
             )
         self.dist.barrier()
         return path

@@ -78,6 +78,7 @@ def test_resume_drops_rows_after_checkpoint_step(tmp_path):
 
 def test_plain_progress_lines_when_not_a_tty(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CI", "1")
+    monkeypatch.delenv("RL_REASON_PROGRESS", raising=False)  # the suite turns progress off
     with Tracker(tmp_path, _cfg(progress=True), total_steps=4, config_dict={}) as t:
         t.log(0, {"eval/accuracy": 0.125})
         t.log(1, _metrics(1))
@@ -94,6 +95,7 @@ def test_rich_bar_when_interactive(tmp_path, monkeypatch):
     import rl_reason.tracking as tracking
 
     monkeypatch.setattr(tracking, "_interactive", lambda: True)
+    monkeypatch.delenv("RL_REASON_PROGRESS", raising=False)
     t = Tracker(tmp_path, _cfg(progress=True), total_steps=3, config_dict={}, start_step=1)
     assert t._bar is not None
     t.log(2, _metrics(2))
