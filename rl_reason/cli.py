@@ -165,10 +165,10 @@ def cmd_resume(args) -> int:
     from rl_reason.preflight import preflight
 
     plan = runs.plan_resume(run_dir, args.overrides)
+    if plan.finished:  # nothing to train: no checkers, data or model needed
+        return _finished(plan, run_dir)
     check_checkers_resolve(plan.cfg, str(run_dir / "config.yaml"))
     preflight(plan.cfg, str(run_dir / "config.yaml"))
-    if plan.finished:
-        return _finished(plan, run_dir)
     _train(plan.cfg, run_dir, resume=plan)
     return 0
 
