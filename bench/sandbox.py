@@ -46,7 +46,7 @@ def load(path: Path) -> list[dict]:
 
 
 def fields_of(row: dict) -> dict:
-    return {"tests": row["test"], "entry_point": row["entry_point"]}
+    return {"tests": row["test"], "entry_point": row["entry_point"], "prompt": row["prompt"]}
 
 
 def score(code: str, row: dict) -> bool:
