@@ -89,21 +89,22 @@ _MIN_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL":
 def _knobs():
     from rewards import sandbox as pkg  # the settings live on the package (tests patch them)
 
-    return list(pkg.HIDE), bool(pkg.NAMESPACES)
+    return list(pkg.HIDE), bool(pkg.NAMESPACES), bool(pkg.CGROUPS)
 
 
 class _Zygote:
     def __init__(self) -> None:
         import subprocess
 
-        hide, namespaces = _knobs()
+        hide, namespaces, cgroups = _knobs()
         self.owner = os.getpid()
         self.lock = threading.Lock()
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", "-c", _BOOT, _INSIDE, str(child.fileno()),
-                 os.getcwd(), os.pathsep.join(hide), "1" if namespaces else "0"],
+                 os.getcwd(), os.pathsep.join(hide), "1" if namespaces else "0",
+                 "1" if cgroups else "0"],
                 pass_fds=[child.fileno()], env=dict(_MIN_ENV), cwd="/",
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL, start_new_session=True,

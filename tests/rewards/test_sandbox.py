@@ -964,3 +964,34 @@ def test_expected_exceptions_reach_the_tests_as_their_type():
     # and a wrong exception type is a failure
     assert score(code.replace("raise TypeError", "raise KeyError"), tests, "f") == 0.0
     box.check()
+
+
+@pytest.mark.parametrize("namespaces", [True, False], ids=["namespaces", "no-namespaces"])
+def test_without_run_cgroups_a_lingering_run_is_swept_by_uid(monkeypatch, namespaces):
+    """The fallback where no cgroup v2 can be made: SIGKILL to every process of the run's uid,
+    which the model cannot catch, block or undo (a cleared parent-death signal changes
+    nothing)."""
+    sandbox.shutdown()
+    monkeypatch.setattr(sandbox, "CGROUPS", False)
+    monkeypatch.setattr(sandbox, "NAMESPACES", namespaces)
+    try:
+        info = caps()
+        assert info["run_cgroup"] is False and info["namespaces"] is namespaces
+        if not info["uid_drop"]:
+            pytest.skip("not root: no uid of its own to sweep")
+        box = Contained()
+        tok = token()
+        code = ("import ctypes, os, time\n"
+                "def add(a, b):\n"
+                "    libc = ctypes.CDLL(None)\n"
+                "    if os.fork() == 0:\n"
+                "        os.setsid()\n"
+                "        libc.prctl(1, 0, 0, 0, 0)\n"
+                f"        libc.prctl(15, {tok!r}.encode(), 0, 0, 0)\n"
+                "        while True:\n"
+                "            time.sleep(0.05)\n"
+                "    return a + b\n")
+        assert run(code).passed is True  # it passes; what matters is what it leaves
+        box.check(tok)
+    finally:
+        sandbox.shutdown()

@@ -26,7 +26,7 @@ _PRELOAD = ("math", "re", "collections", "itertools", "functools", "heapq", "bis
             "resource", "traceback", "tempfile", "shutil", "ast")
 
 
-def setup(parent_cwd: str, hide: list, namespaces: bool = True) -> dict:
+def setup(parent_cwd: str, hide: list, namespaces: bool = True, cgroups: bool = True):
     info: dict = {"root": os.geteuid() == 0, "uid_drop": False, "mount_ns": False,
                   "pid_ns": False, "run_ns": False, "cgroup": [], "run_cgroup": False,
                   "network": "socket-blocked", "namespaces": bool(namespaces)}
@@ -55,7 +55,7 @@ def setup(parent_cwd: str, hide: list, namespaces: bool = True) -> dict:
                 info["cgroup"].append(ctl)
             except OSError:
                 pass
-    groups = system.RunGroups() if info["root"] else None
+    groups = system.RunGroups() if info["root"] and cgroups else None
     if groups is not None and groups.base is None:
         groups = None
     info["run_cgroup"] = groups is not None
@@ -302,10 +302,11 @@ class Zygote:
 
 
 def main(argv: list) -> None:
-    """argv: control fd, the caller's cwd, HIDE joined by os.pathsep, "1"/"0" namespaces."""
-    fd, parent_cwd, hide, namespaces = int(argv[0]), argv[1], argv[2].split(os.pathsep), argv[3]
+    """argv: control fd, the caller's cwd, HIDE joined by os.pathsep, "1"/"0" namespaces,
+    "1"/"0" per-run cgroups."""
+    fd, parent_cwd, hide = int(argv[0]), argv[1], argv[2].split(os.pathsep)
     ctrl = socket.socket(fileno=fd)
-    info, groups = setup(parent_cwd, hide, namespaces == "1")
+    info, groups = setup(parent_cwd, hide, argv[3] == "1", argv[4] == "1")
     ctrl.send(marshal.dumps(info))
     z = Zygote(ctrl, info, groups)
     while True:
