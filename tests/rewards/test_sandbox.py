@@ -611,7 +611,7 @@ class Contained:
     def check(self, tok: str | None = None):
         assert sandbox._get_zygote().proc.poll() is None
         assert zygote_pid() == self.zygote, "the zygote died"
-        end = time.monotonic() + 5
+        end = time.monotonic() + 20  # a fallback remover of a deep tree may still be at work
         while descendants(self.zygote) and time.monotonic() < end:
             time.sleep(0.05)
         assert descendants(self.zygote) == [], "a run's process outlived it"
@@ -901,7 +901,7 @@ def test_fallback_removes_deep_trees_without_recursion(monkeypatch):
     try:
         assert not caps().get("run_ns")
         box = Contained()
-        assert score(DEEP.format(n=2500), timeout_s=8) == 0.0
+        assert score(DEEP.format(n=1500), timeout_s=8) == 0.0  # > the recursion limit
         box.check()
     finally:
         sandbox.shutdown()

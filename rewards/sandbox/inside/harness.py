@@ -50,10 +50,13 @@ class RemoteError(Exception):
 # ---------------------------------------------------------------- per-run namespaces
 
 
-def enter_run_namespaces(lim: dict) -> str:
+def enter_run_namespaces(lim: dict, pid: bool = False) -> str:
     """Own IPC namespace (SysV and POSIX queues die with the run), own empty /tmp and /dev/shm
-    (tmpfs with size and inode limits; they vanish with the run's mount namespace)."""
-    system.unshare(system.CLONE_NEWNS | system.CLONE_NEWIPC)
+    (tmpfs with size and inode limits; they vanish with the run's mount namespace); with
+    ``pid``, also the pid namespace the next model process is pid 1 of. One unshare call:
+    each one costs an RCU grace period (milliseconds), whatever it holds."""
+    system.unshare(system.CLONE_NEWNS | system.CLONE_NEWIPC | (system.CLONE_NEWPID if pid else 0))
+    model.FRESH_PIDNS = pid
     # /tmp root-owned as before (programs write in their own directory, TMPDIR); /dev/shm
     # world-writable (POSIX shared memory and semaphores live there)
     opts = f"size={int(lim['tmp_mb'])}m,nr_inodes={int(lim['tmp_inodes'])},mode=711"
@@ -130,13 +133,13 @@ def worker_main(fd: int, info: dict, workroot: Optional[str], block: int,
     try:
         if cgroup is not None:
             system.RunGroups.join(cgroup)  # first: everything the run starts is in it
-        if info["run_ns"]:
-            workroot = enter_run_namespaces(hdr["limits"])
-        os.chdir(workroot)
         try:
             pidns_fd = os.open("/proc/self/ns/pid", os.O_RDONLY) if info["pid_ns"] else None
         except OSError:
             pidns_fd = None
+        if info["run_ns"]:
+            workroot = enter_run_namespaces(hdr["limits"], pid=info["pid_ns"])
+        os.chdir(workroot)
         if hdr["mode"] == "tests":
             result = tests_worker(run, hdr, info, workroot, pidns_fd, block)
         else:

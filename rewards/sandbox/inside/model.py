@@ -19,6 +19,9 @@ from typing import Optional
 from . import system, wire
 
 
+FRESH_PIDNS = False  # the harness's own unshare already made the next child's pid namespace
+
+
 class Child:
     """A model process M as its harness sees it."""
 
@@ -41,10 +44,12 @@ def spawn(lim: dict, info: dict, workroot: str, uid: int, pidns_fd: Optional[int
     err_r, err_w = os.pipe()
     in_r, in_w = os.pipe() if stdin_pipe else (None, None)
     life_r, life_w = os.pipe()
-    if info["pid_ns"]:
+    global FRESH_PIDNS
+    if info["pid_ns"] and not FRESH_PIDNS:  # a fresh pid namespace per model process
         if pidns_fd is not None:
             system.setns(pidns_fd, system.CLONE_NEWPID)
         system.unshare(system.CLONE_NEWPID)
+    FRESH_PIDNS = False
     pid = os.fork()
     if pid == 0:  # ---------------- M
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import marshal
 import os
 import select
+import signal
 import socket
 import struct
 import sys
@@ -55,10 +56,6 @@ def setup(parent_cwd: str, hide: list, namespaces: bool = True, cgroups: bool = 
                 info["cgroup"].append(ctl)
             except OSError:
                 pass
-    groups = system.RunGroups() if info["root"] and cgroups else None
-    if groups is not None and groups.base is None:
-        groups = None
-    info["run_cgroup"] = groups is not None
     if not namespaces:
         pass
     elif info["root"]:
@@ -83,6 +80,19 @@ def setup(parent_cwd: str, hide: list, namespaces: bool = True, cgroups: bool = 
             info["network"] = "netns"
         except OSError:
             pass
+    # How a finished run's processes die. With a pid namespace the model process is its
+    # init: when its harness exits it is re-parented here (the subreaper) and killed, and the
+    # kernel kills everything in its namespace with it. Without one, a cgroup v2 of the
+    # run's own (cgroup.kill), else a SIGKILL sweep of the run's uid. (A cgroup is not used
+    # with a pid namespace: moving a process into one costs milliseconds per run.)
+    groups = None
+    if info["root"] and cgroups and not info["pid_ns"]:
+        groups = system.RunGroups()
+        if groups.base is None:
+            groups = None
+    info["run_cgroup"] = groups is not None
+    info["run_kill"] = ("pid-namespace" if info["pid_ns"] else "cgroup" if groups is not None
+                        else "uid-sweep" if info["uid_drop"] else "process-group")
     info["seccomp"] = system.probe_seccomp()
     for name in _PRELOAD:
         try:
@@ -172,6 +182,7 @@ class Zygote:
         self.doomed: list = []  # run cgroups still to remove
         self.removers: set = set()  # pids of children removing fallback workdirs
         self.serial = 0
+        self.children_file = f"/proc/self/task/{os.getpid()}/children"
 
     # -------- per run: every step guarded
 
@@ -218,7 +229,7 @@ class Zygote:
             if run.cgroup is not None:
                 if not self.groups.kill(run.cgroup):
                     self.doomed.append(run.cgroup)
-            elif self.info["uid_drop"]:
+            elif self.info["uid_drop"] and not self.info["pid_ns"]:
                 system.sweep_uid(run.block + 1)  # SIGKILL to every process of the run's uid
         except BaseException:
             pass
@@ -248,12 +259,36 @@ class Zygote:
             run = self.runs.pop(pid, None)
             if run is not None:
                 self._finish(run)
+        self._kill_orphans()
         for d in list(self.doomed):
             try:
                 if self.groups.kill(d):
                     self.doomed.remove(d)
             except BaseException:
                 pass
+
+    def _kill_orphans(self) -> None:
+        """Every child of this process that is not a harness or a remover is what a run left
+        (its model process once the harness is gone, or a re-parented orphan): SIGKILL it.
+        Our own unreaped children cannot have their pids reused, so this hits no stranger."""
+        try:
+            with open(self.children_file) as fh:
+                pids = [int(p) for p in fh.read().split()]
+        except (OSError, ValueError):
+            return
+        for pid in pids:
+            if pid in self.runs or pid in self.removers:
+                continue
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:
+                continue
+            try:
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
 
     def serve(self) -> None:
         while True:
