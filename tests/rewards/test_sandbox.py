@@ -995,3 +995,44 @@ def test_without_run_cgroups_a_lingering_run_is_swept_by_uid(monkeypatch, namesp
         box.check(tok)
     finally:
         sandbox.shutdown()
+
+
+# ---------------------------------------------------------------- the codec on its own
+
+
+def test_wire_round_trips_values_and_refuses_anything_else():
+    import collections
+    import datetime
+    import decimal
+    import fractions
+
+    from rewards.sandbox.inside import wire
+
+    tz = datetime.timezone(datetime.timedelta(hours=-3), "X")
+    values = [None, True, 0, -(10 ** 400), 1.5, float("inf"), "s\udc80", [1, [2]], (1, (2,)),
+              {1, 2}, frozenset({3}), {(1, 2): {"a": [b"\x00"]}}, bytearray(b"ab"), 2 - 3j,
+              fractions.Fraction(-7, 3), decimal.Decimal("-0.00"), collections.Counter("aab"),
+              collections.OrderedDict(b=1, a=2), collections.deque([1, 2], maxlen=3),
+              datetime.date(2020, 2, 29), datetime.datetime(2020, 1, 1, 1, 2, 3, 4, tzinfo=tz),
+              datetime.time(1, 2), datetime.timedelta(days=-1, microseconds=5), tz,
+              range(1, 10, 3), slice(1, None, 2)]
+    for v in values:
+        back = wire.decode(wire.encode(v))
+        assert back == v and type(back) is type(v), v
+    nan = wire.decode(wire.encode(float("nan")))
+    assert nan != nan
+    assert wire.decode(wire.encode(collections.defaultdict(int, a=1))) == {"a": 1}
+    # no class is looked up, nothing is called: unknown tags, refs without a resolver,
+    # non-standard constants and malformed forms are errors
+    for bad in (b'{"t":"global","v":"os.system"}', b'{"t":"ref","v":1}', b"NaN",
+                b'{"t":"Fraction","v":[1,0]}', b'{"t":"tuple","v":1}', b'{"t":"dict","v":[[[1],2]]}',
+                b'{"a":1}', b"[" * 5000 + b"]" * 5000):
+        with pytest.raises((ValueError, TypeError)):
+            wire.decode(bad)
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(TypeError):
+        wire.encode(loop)  # harness side: not a value
+    refs: list = []
+    assert wire.encode([loop, object()], ref=lambda o: refs.append(o) or len(refs)) \
+        == b'[[{"t":"ref","v":1}],{"t":"ref","v":2}]'  # the cycle's back edge is a handle
