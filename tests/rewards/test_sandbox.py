@@ -1036,3 +1036,12 @@ def test_wire_round_trips_values_and_refuses_anything_else():
     refs: list = []
     assert wire.encode([loop, object()], ref=lambda o: refs.append(o) or len(refs)) \
         == b'[[{"t":"ref","v":1}],{"t":"ref","v":2}]'  # the cycle's back edge is a handle
+
+
+def test_an_oom_kill_takes_a_run_and_never_the_zygote():
+    if not caps()["root"]:
+        pytest.skip("not root")
+    with open(f"/proc/{zygote_pid()}/oom_score_adj") as fh:
+        assert int(fh.read()) <= 0  # -1000 where the container grants CAP_SYS_RESOURCE
+    out = sandbox.run_program("print(open('/proc/self/oom_score_adj').read())")
+    assert out.ok and out.stdout.strip() == "1000"

@@ -131,6 +131,8 @@ def worker_main(fd: int, info: dict, workroot: Optional[str], block: int,
     except (EOFError, ValueError, OSError):
         return
     try:
+        if info["root"]:
+            system.write("/proc/self/oom_score_adj", "1000")  # runs go first, not the zygote
         if cgroup is not None:
             system.RunGroups.join(cgroup)  # first: everything the run starts is in it
         try:

@@ -39,6 +39,11 @@ def setup(parent_cwd: str, hide: list, namespaces: bool = True, cgroups: bool = 
         pass
     if info["root"]:
         info["uid_drop"] = True
+        try:  # an OOM kill in the shared memory cgroup takes a run, not the zygote (runs
+            # raise theirs to 1000; lowering this one needs CAP_SYS_RESOURCE)
+            system.write("/proc/self/oom_score_adj", "-1000")
+        except OSError:
+            pass
         # A shared cgroup caps all sandboxes together (the per-process rlimits cannot bound
         # a fork + memory bomb in aggregate).
         try:
