@@ -6,8 +6,9 @@
    before anything runs.
 3. Throughput with a pool of 2 threads (2 cores), the two sides alternating round by round:
    our sandbox vs plain unsandboxed ``subprocess`` runs of
-   ``solution + test + check(entry_point)`` (pass = exit status 0), both as ``python -I -S file`` (fastest plain form, used for the last line) and as
-   ``python file`` (the usual harness form).
+   ``solution + test + check(entry_point)`` (pass = exit status 0), both as
+   ``python -I -S file`` (fastest plain form, used for the last line) and as ``python file``
+   (the usual harness form).
 
 Usage: .venv/bin/python bench/sandbox.py [--data PATH] [--rounds N]
 Last line: ``sandbox: passed=<n>/164 programs_per_s=<x> plain_per_s=<y>``.
