@@ -188,6 +188,13 @@ class Zygote:
         self.removers: set = set()  # pids of children removing fallback workdirs
         self.serial = 0
         self.children_file = f"/proc/self/task/{os.getpid()}/children"
+        # SIGCHLD wakes the loop (through a pipe), so a finished run's model process is killed
+        # at once rather than at the next poll
+        self.wake_r, self.wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(self.wake_w, False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
 
     # -------- per run: every step guarded
 
@@ -207,6 +214,10 @@ class Zygote:
             code = 1
             try:
                 self.ctrl.close()
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                os.close(self.wake_r)
+                os.close(self.wake_w)
                 harness.worker_main(fd, self.info, run.workdir, run.block, run.cgroup)
                 code = 0
             except BaseException:
@@ -299,11 +310,16 @@ class Zygote:
         while True:
             try:
                 busy = self.runs or self.doomed or self.removers
-                ready = select.select([self.ctrl], [], [], 0.05 if busy else None)[0]
+                ready = select.select([self.ctrl, self.wake_r], [], [], 0.05 if busy else None)[0]
             except InterruptedError:
                 ready = []
+            if self.wake_r in ready:
+                try:
+                    os.read(self.wake_r, 4096)
+                except OSError:
+                    pass
             self.reap()
-            if not ready:
+            if self.ctrl not in ready:
                 continue
             try:
                 msg, fds, _flags, _addr = socket.recv_fds(self.ctrl, 16, 4)
