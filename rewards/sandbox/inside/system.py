@@ -328,7 +328,10 @@ def remove_tree(path: str) -> None:
                     continue
             if not names:
                 break
-            parent = os.open("..", flags, dir_fd=fd)
+            try:
+                parent = os.open("..", flags, dir_fd=fd)
+            except OSError:
+                return
             os.close(fd)
             fd = parent
             try:

@@ -185,7 +185,7 @@ class Zygote:
         self.ctrl, self.info, self.groups = ctrl, info, groups
         self.runs: dict = {}  # harness pid -> Run
         self.doomed: list = []  # run cgroups still to remove
-        self.removers: set = set()  # pids of children removing fallback workdirs
+        self.removers: dict = {}  # pid of a child removing a fallback workdir -> (dir, tries)
         self.serial = 0
         self.children_file = f"/proc/self/task/{os.getpid()}/children"
         # SIGCHLD wakes the loop (through a pipe), so a finished run's model process is killed
@@ -250,16 +250,19 @@ class Zygote:
         except BaseException:
             pass
         if run.workdir is not None:
-            try:  # in a child: a tree too deep or too wide costs that child, not this process
-                pid = os.fork()
-                if pid == 0:
-                    try:
-                        system.remove_tree(run.workdir)
-                    finally:
-                        os._exit(0)
-                self.removers.add(pid)
-            except BaseException:
-                pass
+            self._remove(run.workdir, 1)
+
+    def _remove(self, workdir: str, tries: int) -> None:
+        try:  # in a child: a tree too deep or too wide costs that child, not this process
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    system.remove_tree(workdir)
+                finally:
+                    os._exit(0)
+            self.removers[pid] = (workdir, tries)
+        except BaseException:
+            pass
 
     def reap(self) -> None:
         while True:  # reap harnesses, removers and adopted orphans
@@ -271,7 +274,9 @@ class Zygote:
                 break
             if not pid:
                 break
-            self.removers.discard(pid)
+            removed = self.removers.pop(pid, None)
+            if removed is not None and removed[1] < 3 and os.path.lexists(removed[0]):
+                self._remove(removed[0], removed[1] + 1)  # something was still writing
             run = self.runs.pop(pid, None)
             if run is not None:
                 self._finish(run)
@@ -353,6 +358,11 @@ class Zygote:
         while (self.runs or self.removers) and time.monotonic() < deadline:
             self.reap()
             time.sleep(0.01)
+        for workdir, _tries in list(self.removers.values()):
+            try:  # last chance, here: remove_tree neither recurses nor builds long paths
+                system.remove_tree(workdir)
+            except BaseException:
+                pass
         if self.groups is not None:
             self.groups.close()
 
