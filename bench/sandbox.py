@@ -4,10 +4,11 @@
 2. Broken variants must all fail: the body replaced by ``return None``, by a raise, by an
    off-by-one mutation of the canonical solution where one exists, and a ``sys.exit(0)``
    before anything runs.
-3. Throughput with a pool of 2 threads (2 cores): our sandbox vs plain unsandboxed
-   ``subprocess`` runs of ``solution + test + check(entry_point)`` (pass = exit status 0),
-   both as ``python -I -S file`` (fastest plain form, used for the last line) and as
-   ``python file`` (the usual harness form).
+3. Throughput with a pool of 2 threads (2 cores), the two sides alternating round by round:
+   our sandbox vs plain unsandboxed ``subprocess`` runs of
+   ``solution + test + check(entry_point)`` (pass = exit status 0), both as
+   ``python -I -S file`` (fastest plain form, used for the last line) and as ``python file``
+   (the usual harness form).
 
 Usage: .venv/bin/python bench/sandbox.py [--data PATH] [--rounds N]
 Last line: ``sandbox: passed=<n>/164 programs_per_s=<x> plain_per_s=<y>``.
@@ -46,7 +47,7 @@ def load(path: Path) -> list[dict]:
 
 
 def fields_of(row: dict) -> dict:
-    return {"tests": row["test"], "entry_point": row["entry_point"]}
+    return {"tests": row["test"], "entry_point": row["entry_point"], "prompt": row["prompt"]}
 
 
 def score(code: str, row: dict) -> bool:
@@ -122,17 +123,18 @@ def main() -> None:
     print(f"broken[mutant]: failed={len(mut) - len(survivors)}/{len(mut)} (mutants the tests "
           f"cannot tell apart: {survivors})")
 
-    # Throughput: canonical solutions, timed rounds.
-    idx = list(range(n)) * args.rounds
-    _, dt = timed_map(lambda i: score(solutions[i], rows[i]), idx)
-    ours = len(idx) / dt
-
+    # Throughput: canonical solutions, timed rounds, the two sides alternating round by round
+    # (so a change in the machine's load falls on both).
     programs = [solutions[i] + "\n\n" + rows[i]["test"] + f"\n\ncheck({rows[i]['entry_point']})\n"
                 for i in range(n)]
     fast_argv = [sys.executable, "-I", "-S"]
     plain_ok, _ = timed_map(lambda i: plain_run(programs[i], fast_argv), range(n))
-    _, dt_plain = timed_map(lambda i: plain_run(programs[i], fast_argv), idx)
-    plain = len(idx) / dt_plain
+    dt = dt_plain = 0.0
+    for _round in range(args.rounds):
+        dt += timed_map(lambda i: score(solutions[i], rows[i]), range(n))[1]
+        dt_plain += timed_map(lambda i: plain_run(programs[i], fast_argv), range(n))[1]
+    ours = n * args.rounds / dt
+    plain = n * args.rounds / dt_plain
     _, dt_site = timed_map(lambda i: plain_run(programs[i], [sys.executable]), range(n))
     print(f"plain subprocess: passed={sum(plain_ok)}/{n}; `python -I -S` {plain:.1f}/s, "
           f"`python` {n / dt_site:.1f}/s")

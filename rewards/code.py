@@ -4,8 +4,10 @@
 
 - ``fields["tests"]``: Python test code (a string, or a list of assert lines). With
   ``fields["entry_point"]`` and a ``check`` function in the tests, the harness calls
-  ``check(<solution's entry_point>)`` (HumanEval); otherwise the tests' own top-level code is
-  the test (MBPP-style asserts that call the solution's functions by name);
+  ``check(<solution's entry_point>)`` (HumanEval; the tests also see what ``fields["prompt"]``
+  declares when it is Python, taken from the task, never the solution's other names);
+  otherwise the tests' own top-level code is the test (MBPP-style asserts that call the
+  solution's functions by name);
 - ``fields["io_cases"]``: stdin/stdout cases, ``[{"input": str, "output": str}, ...]`` or
   ``{"inputs": [...], "outputs": [...]}``.
 
@@ -93,7 +95,7 @@ def _io_cases(raw) -> list:
 
 def _limits(params: Mapping[str, Any]) -> _sandbox.Limits:
     keys = ("timeout_s", "cpu_s", "memory_mb", "file_size_mb", "open_files", "processes",
-            "output_bytes")
+            "output_bytes", "tmp_mb", "shm_mb", "tmp_inodes")
     return _sandbox.Limits(**{k: params[k] for k in keys if params.get(k) is not None})
 
 
@@ -107,6 +109,20 @@ def _with_prompt(code: str, fields: Mapping[str, Any], prefix: str) -> str:
     if entry and not re.search(rf"(?m)^\s*(?:async\s+)?def\s+{re.escape(entry)}\s*\(", code):
         return prompt + code  # a continuation of the prompt's signature (base-model style)
     return code
+
+
+def _declared(fields: Mapping[str, Any]) -> Optional[str]:
+    """The task's prompt when it is Python source (a HumanEval prompt: imports, helpers, the
+    entry point's signature): the tests see what it declares, from the task, not from the
+    solution. A natural-language prompt declares nothing."""
+    prompt = fields.get("prompt")
+    if not fields.get("entry_point") or not isinstance(prompt, str) or not prompt.strip():
+        return None
+    try:
+        compile(prompt, "<prompt>", "exec")
+    except (SyntaxError, ValueError):
+        return None
+    return prompt
 
 
 def code_tests(completion: str, fields: Mapping[str, Any], *, block: str = "last",
@@ -140,7 +156,8 @@ def code_tests(completion: str, fields: Mapping[str, Any], *, block: str = "last
         setup = fields.get("test_setup_code")
         if isinstance(setup, str) and setup.strip():
             tests = setup + "\n" + tests
-        out = _sandbox.run_tests(code, tests, fields.get("entry_point") or None, limits)
+        out = _sandbox.run_tests(code, tests, fields.get("entry_point") or None, limits,
+                                 prompt=_declared(fields))
         info = {"status": out.status, "calls": out.calls, "duration_s": round(out.duration_s, 4)}
         if out.detail:
             info["detail"] = out.detail

@@ -541,3 +541,534 @@ def test_fallback_without_namespaces_still_contains_the_basics(monkeypatch, tmp_
             assert run(write).passed is False and not pwn.exists()
     finally:
         sandbox.shutdown()
+
+
+# ================================================================ second red team (issue 15)
+#
+# Each class below: the attacks score 0, the zygote is the same process afterwards, a correct
+# solution right after scores 1.0, and the run left nothing behind (no process under the
+# zygote, no new entry in the host's /dev/shm, SysV segments or /tmp).
+
+from rewards.code import code_tests  # noqa: E402
+
+
+def score(code: str, tests: str = TESTS, entry: str | None = "add", timeout_s: float = 3.0,
+          **fields) -> float:
+    res = code_tests(code, dict(fields, tests=tests, entry_point=entry), prefix="never",
+                     timeout_s=timeout_s)
+    return res.score
+
+
+def zygote_pid() -> int:
+    return sandbox._get_zygote().proc.pid
+
+
+def descendants(root: int) -> list[int]:
+    """Live processes under ``root`` (orphans of runs are re-parented to the zygote)."""
+    kids: dict = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as fh:
+                rest = fh.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if rest[0] not in ("Z", "X"):
+            kids.setdefault(int(rest[1]), []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        for k in kids.get(todo.pop(), []):
+            out.append(k)
+            todo.append(k)
+    return out
+
+
+SANDBOX_UIDS = range(0x10000000, 0x10000000 + 0x40000 * 4096)  # the runs' fresh uids
+
+
+def host_state() -> dict:
+    """What runs could have left on the host: /dev/shm entries and SysV segments owned by a
+    sandbox uid (other jobs on this machine use /dev/shm too), our fallback workdirs."""
+    def owned(d):
+        out = set()
+        try:
+            for name in os.listdir(d):
+                try:
+                    if os.lstat(os.path.join(d, name)).st_uid in SANDBOX_UIDS:
+                        out.add(name)
+                except OSError:
+                    pass
+        except OSError:
+            pass
+        return out
+
+    try:
+        with open("/proc/sysvipc/shm") as fh:
+            rows = [line.split() for line in fh.readlines()[1:]]
+        shm = {r[0] for r in rows if len(r) > 7 and int(r[7]) in SANDBOX_UIDS}
+    except (OSError, ValueError):
+        shm = set()
+    try:
+        tmp = {n for n in os.listdir("/tmp") if n.startswith("rl-sbx-")}
+    except OSError:
+        tmp = set()
+    return {"dev_shm": owned("/dev/shm"), "sysv_shm": shm, "tmp": tmp}
+
+
+class Contained:
+    """Snapshot before an attack; ``check()`` after it asserts the four promises."""
+
+    def __init__(self):
+        run(GOOD)  # the zygote is up
+        self.zygote = zygote_pid()
+        self.before = host_state()
+
+    def check(self, tok: str | None = None):
+        assert sandbox._get_zygote().proc.poll() is None
+        assert zygote_pid() == self.zygote, "the zygote died"
+        end = time.monotonic() + 30  # a fallback remover of a deep tree may still be at work
+        while descendants(self.zygote) and time.monotonic() < end:
+            time.sleep(0.05)
+        left = descendants(self.zygote)
+
+        def what(pid):
+            try:
+                with open(f"/proc/{pid}/status") as fh:
+                    st = dict(line.split(":", 1) for line in fh if ":" in line)
+                return (pid, st["Name"].strip(), st["State"].strip(), st["Uid"].split()[0])
+            except OSError:
+                return (pid, "gone")
+
+        assert left == [], f"a run's process outlived it: {[what(p) for p in left]}"
+        if tok:
+            assert wait_gone(tok) == []
+        end = time.monotonic() + 5
+        while True:
+            now = host_state()
+            new = {k: now[k] - self.before[k] for k in now}
+            if not any(new.values()) or time.monotonic() > end:
+                break
+            time.sleep(0.05)
+        assert not any(new.values()), new
+        assert score(GOOD) == 1.0
+        assert zygote_pid() == self.zygote
+
+
+# ---------------------------------------------------------------- 1. the reply channel
+
+# A solution that takes the link to the harness over (fd 3): it sends READY itself, then
+# answers every request with REPLY. Framing is the harness's (4-byte length, body).
+TAKEOVER = (
+    "import os, struct\n"
+    "def _send(b):\n    os.write(3, struct.pack('<I', len(b)) + b)\n"
+    "def _recv():\n"
+    "    n = struct.unpack('<I', os.read(3, 4))[0]\n"
+    "    got = b''\n"
+    "    while len(got) < n:\n"
+    "        got += os.read(3, n - len(got))\n"
+    "_send({ready!r})\n"
+    "while True:\n"
+    "    try:\n        _recv()\n"
+    "    except Exception:\n        os._exit(0)\n"
+    "    _send({reply!r})\n"
+)
+_X = lambda s: b"X" + len(s).to_bytes(4, "little") + s.encode()  # noqa: E731  BINUNICODE
+PICKLE_READY = b"\x80\x02" + _X("ready") + b"]" + _X("add") + _X("ref") + b"N\x87a\x86."
+# ('ok', Counter()) after BUILD set Counter.__eq__ = slice: every == with a Counter is truthy
+PICKLE_BUILD = (b"\x80\x02" + _X("ok") + b"ccollections\nCounter\n" + b"N}" + _X("__eq__")
+                + b"cbuiltins\nslice\ns\x86b)R\x86.")
+# a table whose decoding calls the solution (REDUCE on a remote handle): a "call" no test made
+PICKLE_REDUCE_READY = (b"\x80\x02" + _X("ready") + b"]" + _X("add") + _X("ref") + b"N\x87a"
+                       + _X("x") + _X("data") + _X("h") + b"K\x01\x86Q)R\x87a\x86.")
+PICKLE_OK = b"\x80\x02" + _X("ok") + b"K\x05\x86."
+JSON_READY = b'["ready",[["add","ref",null]]]'
+
+
+@pytest.mark.parametrize("ready,reply,tests", [
+    (PICKLE_READY, PICKLE_BUILD, TESTS),
+    (PICKLE_REDUCE_READY, PICKLE_OK, "def check(candidate):\n    pass\n"),
+    (JSON_READY, b'["ok",' + b"[" * 100000 + b"]" * 100000 + b"]", TESTS),
+    (JSON_READY, b'["ok",{"t":"global","v":"os.system"}]', TESTS),
+    (JSON_READY, b'["ok",{"t":"int","v":"' + b"f" * 2_000_000 + b'"}]', TESTS),
+    (JSON_READY, b'["ok",{"t":"ref","v":-1}]', "def check(candidate):\n    assert candidate(1, 2) is not None\n"),
+    (JSON_READY, b'["exc",["StopIteration"],""]',
+     "def check(candidate):\n    for r in map(candidate, [1]):\n        assert r == 2\n"),
+], ids=["pickle-build", "pickle-reduce-call", "json-deep", "json-unknown-tag", "json-huge-int",
+        "json-bad-ref", "json-stopiteration"])
+def test_reply_channel_carries_data_only(ready, reply, tests):
+    box = Contained()
+    out = run(TAKEOVER.format(ready=ready, reply=reply), tests, limits=Limits(timeout_s=3))
+    assert out.passed is False, out
+    box.check()
+
+
+# ---------------------------------------------------------------- 2. names from the solution
+
+
+@pytest.mark.parametrize("code,tests,entry,prompt", [
+    ("def abs(x):\n    return 0\ndef f(x):\n    return 7\n",
+     "def check(candidate):\n    assert abs(candidate(1.0) - 2.0) < 1e-9\n", "f", None),
+    ("def sorted(x):\n    return [1, 2, 3]\ndef f(x):\n    return [3, 1]\n",
+     "def check(candidate):\n    assert sorted(candidate(0)) == [1, 2, 3]\n", "f", None),
+    ("set = lambda x: {1}\ndef f(x):\n    return [2]\n",
+     "def check(candidate):\n    assert set(candidate(0)) == {1}\n", "f", None),
+    ("class math:\n    fabs = staticmethod(lambda x: 0.0)\ndef f(x):\n    return 7\n",
+     "def check(candidate):\n    assert math.fabs(candidate(1) - 2) < 1e-9\n", "f",
+     "import math\n\n\ndef f(x):\n    \"\"\"Return 2.\"\"\"\n"),
+    ("def enc(s):\n    return s\ndef dec(s):\n    return s\n",
+     "def check(candidate):\n    for w in ['abc', 'hello']:\n        assert candidate(enc(w)) == w\n",
+     "dec", "def enc(s):\n    return s[::-1]\n\n\ndef dec(s):\n    \"\"\"Undo enc.\"\"\"\n"),
+    ("def sorted(x):\n    return [1, 2, 3]\ndef f():\n    return [3, 1]\n",
+     "assert sorted(f()) == [1, 2, 3]\n", None, None),
+    ("import cmath as math\ndef f():\n    return -4\n",
+     "assert math.sqrt(f()) == 2j\n", None, None),
+    ("len = lambda x: 3\ndef f():\n    return 'ab'\n", "assert len(f()) == 3\n", None, None),
+], ids=["abs", "sorted", "set", "fake-math-module", "prompt-helper-redefined",
+        "mbpp-sorted", "mbpp-module-alias", "mbpp-len"])
+def test_solution_names_do_not_leak_into_the_tests(code, tests, entry, prompt):
+    box = Contained()
+    fields = {"prompt": prompt} if prompt else {}
+    assert score(code, tests, entry, **fields) == 0.0
+    box.check()
+
+
+def test_the_prompts_declarations_and_imports_reach_the_tests():
+    prompt = "import math\n\n\ndef poly(x):\n    return x * x\n\n\ndef f(x):\n    \"\"\"doc\"\"\"\n"
+    tests = "def check(candidate):\n    assert math.isclose(poly(candidate(3)), 9.0)\n"
+    assert score(prompt + "    return x\n", tests, "f", prompt=prompt) == 1.0
+    # a natural-language prompt declares nothing and does not break the run
+    assert score(GOOD, TESTS, "add", prompt="Write a function add(a, b).") == 1.0
+    # assert-style tests still see the solution's own helpers and data
+    helper = "LIMIT = 3\ndef sq(x):\n    return x * x\ndef f():\n    return sq(LIMIT)\n"
+    res = code_tests(helper, {"tests": "assert f() == sq(LIMIT) == 9\n"}, prefix="never")
+    assert res.score == 1.0, res.info
+
+
+# ---------------------------------------------------------------- 3. control-flow exceptions
+
+
+@pytest.mark.parametrize("code,tests", [
+    ("def add(a, b):\n    raise StopIteration\n",
+     "def check(candidate):\n    for r in map(candidate, [1, 2], [3, 4]):\n"
+     "        assert r == 99\n"),
+    ("def add(a, b):\n    raise StopIteration\n",
+     "def check(candidate):\n    assert not any(map(candidate, [1, 2], [3, 4]))\n"),
+    ("class Done(StopIteration):\n    pass\ndef add(a, b):\n    raise Done()\n",
+     "def check(candidate):\n    for r in map(candidate, [1], [1]):\n        assert r == 99\n"),
+    ("def add(a, b):\n    raise StopAsyncIteration\n",
+     "def check(candidate):\n    try:\n        candidate(1, 2)\n    except Exception:\n        pass\n"
+     "    assert True\n"),
+    ("def add(a, b):\n    raise GeneratorExit\n",
+     "def check(candidate):\n    for r in map(candidate, [1], [1]):\n        assert r == 99\n"),
+    ("def add(a, b):\n    return []\n",
+     "def check(candidate):\n    for p in candidate(10, 0):\n        assert p % 2 == 0 and p > 0\n"),
+    ("def add(a, b):\n    return []\n",
+     "for p in add(10, 0):\n    assert p > 0\n"),
+], ids=["stopiteration-map", "stopiteration-any", "stopiteration-subclass", "stopasync",
+        "generatorexit", "vacuous-loop", "vacuous-loop-mbpp"])
+def test_control_flow_from_the_solution_does_not_end_tests_early(code, tests):
+    box = Contained()
+    entry = None if tests.startswith("for") else "add"
+    assert score(code, tests, entry) == 0.0
+    box.check()
+
+
+def test_asserts_behind_branches_need_not_all_run():
+    tests = ("def check(candidate):\n    if candidate(1, 1) == 2:\n        assert True\n"
+             "    else:\n        assert False\n    try:\n        assert candidate(2, 2) == 4\n"
+             "    except TypeError:\n        assert False\n")
+    assert score(GOOD, tests) == 1.0
+
+
+# ---------------------------------------------------------------- 4. state between runs
+
+
+def test_no_state_survives_between_runs():
+    box = Contained()
+    tok = token()
+    key = int(uuid.uuid4().hex[:7], 16)
+    plant = (
+        "import ctypes\n"
+        "def add(a, b):\n"
+        f"    open('/dev/shm/{tok}', 'w').write('5')\n"
+        "    libc = ctypes.CDLL(None)\n"
+        f"    libc.shmget({key}, 1 << 20, 0o1666)\n"  # IPC_CREAT | 0666: a segment that stays
+        "    return a + b\n"
+    )
+    assert run(plant).passed is True
+    # a second run would pass only by finding what the first one left
+    harvest = (
+        "import ctypes, os\n"
+        "def add(a, b):\n"
+        f"    found = os.path.exists('/dev/shm/{tok}')\n"
+        f"    found = found or ctypes.CDLL(None).shmget({key}, 0, 0) >= 0\n"
+        "    return a + b if found else None\n"
+    )
+    assert score(harvest) == 0.0
+    # each run starts with an empty /dev/shm and no SysV objects of anyone else
+    look = sandbox.run_program("import os\nprint(os.listdir('/dev/shm'), "
+                               "open('/proc/sysvipc/shm').read().count('\\n'))\n")
+    assert look.ok and look.stdout.split("]")[0] == "[", look
+    assert look.stdout.split()[-1] == "1", look  # the header line only
+    box.check()
+
+
+# ---------------------------------------------------------------- 5. unix sockets
+
+
+def test_no_unix_socket_reaches_a_host_listener():
+    box = Contained()
+    tok = token()
+    d = Path("/run") / tok
+    d.mkdir(mode=0o755)
+    path = str(d / "s")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        srv.bind(path)
+        os.chmod(path, 0o777)
+        srv.listen(8)
+        abstract.bind("\0" + tok)
+        abstract.listen(8)
+        attacks = [
+            "import socket\ndef add(a, b):\n    s = socket.socket(socket.AF_UNIX)\n"
+            f"    s.connect({path!r})\n    s.sendall(b'hi')\n    return a + b\n",
+            "import socket\ndef add(a, b):\n    s = socket.socket(socket.AF_UNIX)\n"
+            f"    s.connect({chr(0) + tok!r})\n    s.sendall(b'hi')\n    return a + b\n",
+            "import ctypes\ndef add(a, b):\n    fd = ctypes.CDLL(None).socket(1, 1, 0)\n"
+            "    return a + b if fd >= 0 else None\n",
+            "import subprocess, sys\ndef add(a, b):\n"
+            "    r = subprocess.run([sys.executable, '-c', 'import socket; s = socket.socket(1); "
+            f"s.connect({path!r})'], capture_output=True, timeout=5)\n"
+            "    return a + b if r.returncode == 0 else None\n",
+        ]
+        for code in attacks:
+            assert score(code, timeout_s=6) == 0.0, code
+        for listener in (srv, abstract):
+            listener.settimeout(0.2)
+            with pytest.raises(socket.timeout):
+                listener.accept()
+        # the harness link still works, and so does a socketpair of the program's own
+        pair = "import socket\ndef add(a, b):\n    x, y = socket.socketpair()\n" \
+               "    x.sendall(bytes([a + b]))\n    return y.recv(1)[0]\n"
+        assert score(pair) == 1.0
+    finally:
+        srv.close()
+        abstract.close()
+        for p in (path,):
+            try:
+                os.remove(p)
+            except OSError:
+                pass
+        d.rmdir()
+    box.check()
+
+
+# ---------------------------------------------------------------- 6. the zygote survives
+
+
+def _in_flight(code: str, seconds: float):
+    box: dict = {}
+    th = threading.Thread(target=lambda: box.setdefault(
+        "out", run(code, limits=Limits(timeout_s=seconds))))
+    th.start()
+    return th, box
+
+
+DEEP = ("import os\n"
+        "def add(a, b):\n"
+        "    for _ in range({n}):\n"
+        "        try:\n"
+        "            os.mkdir('d')\n"
+        "            os.chdir('d')\n"
+        "        except OSError:\n"
+        "            break\n"
+        "    return None\n")
+
+
+def test_deep_tree_and_inode_exhaustion_do_not_kill_the_zygote():
+    box = Contained()
+    tok = token()
+    # a run in flight whose model clears its parent-death signal and would outlive everything
+    lingering = (
+        "import ctypes, time\n"
+        "def add(a, b):\n"
+        "    libc = ctypes.CDLL(None)\n"
+        "    libc.prctl(1, 0, 0, 0, 0)\n"  # PR_SET_PDEATHSIG 0
+        f"    libc.prctl(15, {tok!r}.encode(), 0, 0, 0)\n"
+        "    while True:\n"
+        "        time.sleep(0.05)\n"
+    )
+    th, _ = _in_flight(lingering, 3.0)
+    time.sleep(0.3)
+    assert score(DEEP.format(n=3000)) == 0.0
+    # inode exhaustion of the run's /tmp and /dev/shm while another run starts
+    fill = ("import os\n"
+            "def add(a, b):\n"
+            "    for d in ('.', '/dev/shm'):\n"
+            "        for i in range(70000):\n"
+            "            try:\n"
+            "                open(f'{d}/f{i}', 'w').close()\n"
+            "            except OSError:\n"
+            "                break\n"
+            "    import time\n"
+            "    time.sleep(3)\n")
+    th2, _ = _in_flight(fill, 2.5)
+    time.sleep(1.0)
+    assert score(GOOD) == 1.0  # a run started while the other has filled what it can
+    th.join()
+    th2.join()
+    box.check(tok)
+
+
+def test_fallback_removes_deep_trees_without_recursion(monkeypatch):
+    sandbox.shutdown()
+    monkeypatch.setattr(sandbox, "NAMESPACES", False)
+    try:
+        assert not caps().get("run_ns")
+        box = Contained()
+        assert score(DEEP.format(n=1200), timeout_s=8) == 0.0  # > the recursion limit
+        box.check()
+    finally:
+        sandbox.shutdown()
+
+
+# ---------------------------------------------------------------- 7, 8. honest code
+
+
+@pytest.mark.parametrize("code,tests", [
+    ("from fractions import Fraction\ndef f(a):\n    return Fraction(a, 3)\n",
+     "from fractions import Fraction\ndef check(candidate):\n"
+     "    assert candidate(1) == Fraction(1, 3)\n    assert isinstance(candidate(2), Fraction)\n"
+     "    assert candidate(Fraction(3, 2)) == Fraction(1, 2)\n"),
+    ("from decimal import Decimal\ndef f(a):\n    return Decimal('0.1') * a\n",
+     "from decimal import Decimal\ndef check(candidate):\n"
+     "    assert candidate(3) == Decimal('0.3')\n    assert str(candidate(2)) == '0.2'\n"),
+    ("from collections import Counter\ndef f(s):\n    return Counter(s)\n",
+     "from collections import Counter\ndef check(candidate):\n"
+     "    assert candidate('aab') == Counter({'a': 2, 'b': 1})\n"
+     "    assert candidate('aab').most_common(1) == [('a', 2)]\n"),
+    ("from collections import OrderedDict\ndef f(n):\n    return OrderedDict((i, i * i) for i in range(n))\n",
+     "from collections import OrderedDict\ndef check(candidate):\n"
+     "    assert candidate(3) == OrderedDict([(0, 0), (1, 1), (2, 4)])\n"
+     "    assert list(candidate(3).items())[-1] == (2, 4)\n"),
+    ("from collections import deque\ndef f(n):\n    return deque(range(n), maxlen=2)\n",
+     "from collections import deque\ndef check(candidate):\n"
+     "    assert candidate(5) == deque([3, 4])\n    assert candidate(5).maxlen == 2\n"),
+    ("import datetime\ndef f(d):\n    return d + datetime.timedelta(days=1)\n",
+     "import datetime\ndef check(candidate):\n"
+     "    assert candidate(datetime.date(2024, 2, 28)) == datetime.date(2024, 2, 29)\n"
+     "    tz = datetime.timezone(datetime.timedelta(hours=2))\n"
+     "    x = datetime.datetime(2024, 1, 1, 23, 30, tzinfo=tz)\n"
+     "    assert candidate(x) == datetime.datetime(2024, 1, 2, 23, 30, tzinfo=tz)\n"),
+    ("def f(a):\n    return complex(a, -a)\n",
+     "def check(candidate):\n    assert candidate(2) == 2 - 2j\n    assert candidate(1.5).imag == -1.5\n"),
+    ("from fractions import Fraction\ndef f(n):\n"
+     "    return {(i, frozenset({i})): [Fraction(1, i + 1), b'x' * i, float('inf')] for i in range(n)}\n",
+     "from fractions import Fraction\ndef check(candidate):\n"
+     "    r = candidate(2)\n    assert r[(1, frozenset({1}))] == [Fraction(1, 2), b'x', float('inf')]\n"
+     "    assert len(r) == 2\n"),
+    ("def f(n):\n    return 7 ** n\n", "def check(candidate):\n    assert candidate(5000) == 7 ** 5000\n"),
+], ids=["Fraction", "Decimal", "Counter", "OrderedDict", "deque", "datetime", "complex",
+        "nested", "big-int"])
+def test_honest_values_compare_as_in_plain_python(code, tests):
+    box = Contained()
+    assert score(code, tests, "f") == 1.0
+    box.check()
+
+
+def test_expected_exceptions_reach_the_tests_as_their_type():
+    box = Contained()
+    code = ("class BadInput(ValueError):\n    pass\n"
+            "def f(x):\n    if not isinstance(x, int):\n        raise TypeError('int please')\n"
+            "    if x < 0:\n        raise BadInput('negative')\n    return x\n")
+    tests = ("def check(candidate):\n"
+             "    try:\n        candidate('a')\n        assert False\n    except TypeError:\n        pass\n"
+             "    try:\n        candidate(-1)\n        assert False\n    except ValueError as e:\n"
+             "        assert 'negative' in str(e)\n    assert candidate(3) == 3\n")
+    assert score(code, tests, "f") == 1.0
+    # and a wrong exception type is a failure
+    assert score(code.replace("raise TypeError", "raise KeyError"), tests, "f") == 0.0
+    box.check()
+
+
+@pytest.mark.parametrize("namespaces", [True, False], ids=["namespaces", "no-namespaces"])
+def test_without_run_cgroups_a_lingering_run_is_swept_by_uid(monkeypatch, namespaces):
+    """The fallback where no cgroup v2 can be made: SIGKILL to every process of the run's uid,
+    which the model cannot catch, block or undo (a cleared parent-death signal changes
+    nothing)."""
+    sandbox.shutdown()
+    monkeypatch.setattr(sandbox, "CGROUPS", False)
+    monkeypatch.setattr(sandbox, "NAMESPACES", namespaces)
+    try:
+        info = caps()
+        assert info["run_cgroup"] is False and info["namespaces"] is namespaces
+        if not info["uid_drop"]:
+            pytest.skip("not root: no uid of its own to sweep")
+        box = Contained()
+        tok = token()
+        code = ("import ctypes, os, time\n"
+                "def add(a, b):\n"
+                "    libc = ctypes.CDLL(None)\n"
+                "    if os.fork() == 0:\n"
+                "        os.setsid()\n"
+                "        libc.prctl(1, 0, 0, 0, 0)\n"
+                f"        libc.prctl(15, {tok!r}.encode(), 0, 0, 0)\n"
+                "        while True:\n"
+                "            time.sleep(0.05)\n"
+                "    return a + b\n")
+        assert run(code).passed is True  # it passes; what matters is what it leaves
+        box.check(tok)
+    finally:
+        sandbox.shutdown()
+
+
+# ---------------------------------------------------------------- the codec on its own
+
+
+def test_wire_round_trips_values_and_refuses_anything_else():
+    import collections
+    import datetime
+    import decimal
+    import fractions
+
+    from rewards.sandbox.inside import wire
+
+    tz = datetime.timezone(datetime.timedelta(hours=-3), "X")
+    values = [None, True, 0, -(10 ** 400), 1.5, float("inf"), "s\udc80", [1, [2]], (1, (2,)),
+              {1, 2}, frozenset({3}), {(1, 2): {"a": [b"\x00"]}}, bytearray(b"ab"), 2 - 3j,
+              fractions.Fraction(-7, 3), decimal.Decimal("-0.00"), collections.Counter("aab"),
+              collections.OrderedDict(b=1, a=2), collections.deque([1, 2], maxlen=3),
+              datetime.date(2020, 2, 29), datetime.datetime(2020, 1, 1, 1, 2, 3, 4, tzinfo=tz),
+              datetime.time(1, 2), datetime.timedelta(days=-1, microseconds=5), tz,
+              range(1, 10, 3), slice(1, None, 2)]
+    for v in values:
+        back = wire.decode(wire.encode(v))
+        assert back == v and type(back) is type(v), v
+    nan = wire.decode(wire.encode(float("nan")))
+    assert nan != nan
+    assert wire.decode(wire.encode(collections.defaultdict(int, a=1))) == {"a": 1}
+    # no class is looked up, nothing is called: unknown tags, refs without a resolver,
+    # non-standard constants and malformed forms are errors
+    for bad in (b'{"t":"global","v":"os.system"}', b'{"t":"ref","v":1}', b"NaN",
+                b'{"t":"Fraction","v":[1,0]}', b'{"t":"tuple","v":1}', b'{"t":"dict","v":[[[1],2]]}',
+                b'{"a":1}', b"[" * 5000 + b"]" * 5000):
+        with pytest.raises((ValueError, TypeError)):
+            wire.decode(bad)
+    loop: list = []
+    loop.append(loop)
+    with pytest.raises(TypeError):
+        wire.encode(loop)  # harness side: not a value
+    refs: list = []
+    assert wire.encode([loop, object()], ref=lambda o: refs.append(o) or len(refs)) \
+        == b'[[{"t":"ref","v":1}],{"t":"ref","v":2}]'  # the cycle's back edge is a handle
+
+
+def test_an_oom_kill_takes_a_run_and_never_the_zygote():
+    if not caps()["root"]:
+        pytest.skip("not root")
+    with open(f"/proc/{zygote_pid()}/oom_score_adj") as fh:
+        assert int(fh.read()) <= 0  # -1000 where the container grants CAP_SYS_RESOURCE
+    out = sandbox.run_program("print(open('/proc/self/oom_score_adj').read())")
+    assert out.ok and out.stdout.strip() == "1000"
