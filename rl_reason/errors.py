@@ -18,6 +18,8 @@ class ConfigError(RLReasonError):
 class DataError(RLReasonError):
     """A dataset cannot be loaded or a row lacks a required field (with data.strict)."""
 
+    exit_code = 2  # a data error is the recipe's (RECIPES.md: exit 2 for config and data errors)
+
 
 class ModelError(RLReasonError):
     """A model or tokenizer cannot be loaded or prepared."""
@@ -35,3 +37,8 @@ class CheckpointError(RLReasonError):
 
 class EngineError(RLReasonError):
     """A rollout engine cannot start or generate (bad options for the device, OOM, server down)."""
+
+
+class RunStoppedError(RLReasonError):
+    """The run stopped itself rather than waste compute (train.max_bad_steps bad steps in a
+    row: non-finite numbers or a checker failing on most samples). Checkpoints are kept."""
