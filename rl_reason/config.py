@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -147,6 +148,11 @@ class RewardsConfig:
     timeout_s: float = 5.0  # hard per-check timeout (worker process killed past it)
     workers: int = 2  # scoring processes; 0 scores in-process without timeouts
     on_error: str = "zero"  # zero | none: score of a check that raised or timed out
+    # a step where one checker raised on more than this share of samples is skipped (a bad step)
+    max_error_frac: float = 0.5
+    # directories put on the module search path before checkers resolve; a custom checker
+    # found only through PYTHONPATH or the current directory is recorded here, so resume finds it
+    python_path: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -162,6 +168,8 @@ class TrainConfig:
     share_prompt: bool = True  # run each distinct prompt of a micro-batch once (one process only)
     # several processes: shard the frozen base across them (FSDP2), keep the adapters whole
     fsdp: bool = False
+    # bad steps in a row (non-finite reward/advantage/gradient, checker failing) before the run stops
+    max_bad_steps: int = 3
 
 
 @dataclass
@@ -424,7 +432,7 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
         "rollout.max_new_tokens", "rollout.generation_batch_size", "algorithm.epochs",
         "train.steps", "train.micro_batch_tokens", "rewards.timeout_s", "eval.limit",
         "checkpoint.keep_last", "data.synthetic.num_terms", "data.synthetic.num_train",
-        "train.lr", "critic.epochs", "rollout.server_timeout_s",
+        "train.lr", "critic.epochs", "rollout.server_timeout_s", "train.max_bad_steps",
     ]
     for path in positive:
         if values[path] <= 0:
@@ -439,6 +447,8 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
     for path in non_negative:
         if values[path] < 0:
             raise bad(path, f"must be >= 0, got {values[path]}")
+    if not 0 <= cfg.rewards.max_error_frac <= 1:
+        raise bad("rewards.max_error_frac", f"must be in [0, 1], got {cfg.rewards.max_error_frac}")
     if not 0 < cfg.rollout.top_p <= 1:
         raise bad("rollout.top_p", f"must be in (0, 1], got {cfg.rollout.top_p}")
     if cfg.lora.dropout >= 1:
@@ -486,11 +496,21 @@ def check_checkers_resolve(cfg: RunConfig, source: str = "<config>") -> None:
     """Resolve every checker name now, so a typo fails before any model loads."""
     import rewards
 
+    for d in reversed(cfg.rewards.python_path):  # [badinput] recorded custom-checker dirs first
+        if d not in sys.path:
+            sys.path.insert(0, d)
     for i, checker in enumerate(cfg.rewards.checkers):
         try:
             fn = rewards.resolve(checker.name)
         except rewards.UnknownCheckerError as exc:
             raise ConfigError(f"rewards.checkers[{i}].name: {exc} (in {source})") from None
+        try:  # [badinput] params against the checker's signature
+            rewards.check_params(fn, checker.params, checker.alias or checker.name)
+        except ValueError as exc:
+            raise ConfigError(f"rewards.checkers[{i}].params: {exc} (in {source})") from None
+        found = rewards.module_search_path(checker.name, fn)  # [badinput] for resume
+        if found and found not in cfg.rewards.python_path:
+            cfg.rewards.python_path.append(found)
         _check_sandbox_fits(cfg, i, fn, source)
 
 
