@@ -775,7 +775,7 @@ class Trainer:
                 break
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        _advance(self.scheduler)  # [badinput] quiet when a non-finite gradient skipped the step
         w = max(weight, 1.0)
         out.update({key: val / w for key, val in sums.items()})
         if "rollout/logprob_diff_mean" in out:  # over every sampled token, not only loss tokens
@@ -874,7 +874,7 @@ class Trainer:
                 break
             self.critic_optimizer.step()
             self.critic_optimizer.zero_grad(set_to_none=True)
-        self.critic_scheduler.step()
+        _advance(self.critic_scheduler)  # [badinput] as above
         local = max(valid_local, 1.0)
         values_sum = sum(float((v * t["valid"]).sum()) for v, t in zip(old_v, mbs))
         returns_sum = sum(float((r * t["valid"]).sum()) for r, t in zip(returns, mbs))

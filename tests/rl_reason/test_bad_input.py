@@ -234,3 +234,36 @@ def test_libraries_progress_bars_are_quiet_without_progress(tmp_path):
     assert out.returncode == 0, out.stderr
     text = out.stdout + out.stderr
     assert "Loading weights" not in text and "Generating train split" not in text, text[-2000:]
+
+
+@pytest.mark.parametrize("algo", ["grpo", "ppo"])
+def test_non_finite_gradient_is_never_stepped_on(tmp_path, tiny_cfg, monkeypatch, algo):
+    """Point 1: a NaN gradient (as a NaN loss gives) skips the optimizer step; three in a row
+    stop the run with the adapter as it was and a checkpoint written."""
+    import torch
+
+    from rl_reason.errors import RunStoppedError
+    from rl_reason.trainer import Trainer
+
+    cfg = tiny_cfg("train.steps=5", "eval.at_start=false", "eval.at_end=false", f"algorithm.name={algo}",
+                   "checkpoint.every=0")
+    trainer = Trainer(cfg, tmp_path / "run")
+    before = {k: v.detach().clone() for k, v in trainer.policy.model.named_parameters() if v.requires_grad}
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, max_norm: torch.tensor(float("nan")))
+    with pytest.raises(RunStoppedError, match=r"stopped at step 3: .*first: non-finite gradient"):
+        trainer.run()
+    after = dict(trainer.policy.model.named_parameters())
+    assert all(torch.equal(before[k], after[k].detach()) for k in before)
+    assert [p.name for p in checkpoint.list_checkpoints(tmp_path / "run")] == ["step-000003"]
+    rows = strict_json_rows(tmp_path / "run" / "metrics.jsonl")
+    assert [r["guard/bad_step"] for r in rows] == [1.0, 1.0, 1.0]
+    assert all(r["policy/grad_norm"] is None for r in rows)  # NaN is logged as null
+
+
+def test_hanging_checker_says_timeouts_on_the_progress_line(tmp_path):
+    """Point 6: every check of a step timed out: the progress line says so."""
+    out = cli(["train", TINY, "--run-dir", tmp_path / "run", *QUICK, "logging.progress=true", "train.steps=1",
+               "rollout.prompts_per_step=2", "rollout.num_generations=2", "rewards.timeout_s=0.3",
+               "rewards.workers=2", checkers(f"{{name: '{BAD}:hang', alias: hang}}")], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "TIMEOUTS hang 4/4 checks" in out.stdout, out.stdout
