@@ -11,7 +11,12 @@ the ``rl_reason.rewards`` entry-point group.
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
+import os
+import sys
+import traceback
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Callable, Mapping, Optional, Union
@@ -24,6 +29,8 @@ __all__ = [
     "resolve",
     "known_names",
     "as_result",
+    "check_params",
+    "module_search_path",
 ]
 
 
@@ -81,6 +88,32 @@ def known_names() -> list[str]:
     return sorted(set(_BUILTIN) | set(_REGISTERED) | set(_entry_points()))
 
 
+def _import_error(module_name: str, path: str, exc: BaseException) -> UnknownCheckerError:
+    """One line for any exception raised while importing a checker module."""
+    if isinstance(exc, ModuleNotFoundError) and exc.name and module_name.split(".")[0] == exc.name.split(".")[0]:
+        return UnknownCheckerError(
+            f"cannot import module {module_name!r} for checker {path!r}: no module named "
+            f"{exc.name!r} on the module search path; set PYTHONPATH to the directory that holds "
+            f"it (e.g. PYTHONPATH=/path/to/dir rl-reason ...) or pip install the package that provides it"
+        )
+    where = ""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f" ({exc.filename}, line {exc.lineno})"
+        text = exc.msg
+    else:
+        text = str(exc)
+        frames = traceback.extract_tb(exc.__traceback__)
+        # the innermost frame outside the import machinery is the offending line
+        own = [f for f in frames if "importlib" not in f.filename]
+        if own:
+            where = f" ({own[-1].filename}, line {own[-1].lineno})"
+    text = " ".join(text.split()) or "(no message)"
+    return UnknownCheckerError(
+        f"cannot import module {module_name!r} for checker {path!r}: "
+        f"{type(exc).__name__}: {text}{where}"
+    )
+
+
 def _import_path(path: str) -> Checker:
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
@@ -89,10 +122,8 @@ def _import_path(path: str) -> Checker:
         )
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise UnknownCheckerError(
-            f"cannot import module {module_name!r} for checker {path!r}: {exc}"
-        ) from exc
+    except Exception as exc:  # SyntaxError, NameError, ... in the user's module: one line
+        raise _import_error(module_name, path, exc) from exc
     try:
         fn = getattr(module, attr)
     except AttributeError:
@@ -102,6 +133,73 @@ def _import_path(path: str) -> Checker:
     if not callable(fn):
         raise UnknownCheckerError(f"checker {path!r} is not callable")
     return fn
+
+
+def module_search_path(name: str, fn: Checker) -> Optional[str]:
+    """The directory a ``module:function`` checker was imported from when it is on the search
+    path only through ``PYTHONPATH`` or the current directory (so a later process started
+    elsewhere, e.g. ``rl-reason resume``, needs it recorded); None for built-ins, entry points
+    and installed packages."""
+    if not isinstance(name, str) or ":" not in name or name in _BUILTIN or name in _REGISTERED:
+        return None
+    top = sys.modules.get(name.partition(":")[0].split(".")[0])
+    file = getattr(top, "__file__", None)
+    if not file:
+        return None
+    file = os.path.abspath(file)
+    base = os.path.dirname(file)
+    if os.path.basename(file) == "__init__.py":
+        base = os.path.dirname(base)
+    env = [os.path.abspath(p) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    cwd = os.getcwd()
+    if base in env or (base == cwd and ("" in sys.path or cwd in sys.path)):
+        return base
+    return None
+
+
+# Params read by built-in checkers that take ``**params`` (their modules list them in their
+# docstrings); a checker of its own can declare them with ``fn.accepted_params = (...)``.
+_KWARGS_PARAMS: dict[str, tuple[str, ...]] = {
+    "rewards.math:math_answer": ("order", "numeric_only"),
+    "rewards.code:code_tests": (
+        "cpu_s", "memory_mb", "file_size_mb", "open_files", "processes", "output_bytes",
+    ),
+}
+
+
+def check_params(fn: Checker, params: Mapping[str, Any], name: Any = None) -> None:
+    """Raise ValueError naming an unknown param (with the accepted ones) or a missing required
+    one, checked against the checker's signature. The first two arguments (completion, fields)
+    are the runner's, not params."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin or C callable without a signature: trust it
+        return
+    label = name if isinstance(name, str) else getattr(fn, "__name__", repr(fn))
+    ps = list(sig.parameters.values())
+    positional = [p for p in ps if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if len(positional) < 2 and not any(p.kind == p.VAR_POSITIONAL for p in ps):
+        raise ValueError(
+            f"checker {label!r} must take (completion, fields, **params); its signature is {sig}"
+        )
+    own = [p for p in ps[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    allowed = {p.name for p in own}
+    key = f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}"
+    declared = getattr(fn, "accepted_params", None) or _KWARGS_PARAMS.get(key)
+    open_ended = any(p.kind == p.VAR_KEYWORD for p in ps) and declared is None
+    allowed |= set(declared or ())
+    if not open_ended:
+        for given in params:
+            if given not in allowed:
+                close = difflib.get_close_matches(given, sorted(allowed), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                takes = ", ".join(sorted(allowed)) or "no params"
+                raise ValueError(
+                    f"unknown param {given!r} for checker {label!r}{hint}; it takes: {takes}"
+                )
+    for p in own:
+        if p.default is p.empty and p.name not in params:
+            raise ValueError(f"checker {label!r} needs param {p.name!r} (no default); add it to params")
 
 
 def resolve(name_or_path: Union[str, Checker]) -> Checker:

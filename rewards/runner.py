@@ -48,14 +48,17 @@ import multiprocessing.connection
 import multiprocessing.util
 import os
 import signal
+import sys
+import tempfile
 import threading
 import time
 import traceback
 from collections import deque
+from contextlib import redirect_stdout
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence, Union
 
-from rewards import Checker, as_result, resolve
+from rewards import Checker, as_result, check_params, resolve
 
 __all__ = ["CheckerSpec", "ScoreBatch", "Scorer", "score"]
 
@@ -169,6 +172,7 @@ class ScoreBatch:
     timeouts: dict[str, int]
     seconds: dict[str, float]
     wall_s: float = 0.0
+    stdout_lines: dict[str, int] = field(default_factory=dict)  # lines checkers printed (captured)
 
     def __len__(self) -> int:
         return len(self.total)
@@ -188,6 +192,8 @@ class ScoreBatch:
             out[f"reward/{alias}/errors"] = float(self.errors[alias])
             out[f"reward/{alias}/timeouts"] = float(self.timeouts[alias])
             out[f"reward/{alias}/seconds"] = float(self.seconds[alias])
+            if self.stdout_lines.get(alias):
+                out[f"reward/{alias}/stdout_lines"] = float(self.stdout_lines[alias])
         if self.total:
             out["reward/total/mean"] = sum(self.total) / len(self.total)
         flags = [c for c in self.correct if c is not None]
@@ -212,6 +218,83 @@ def _run_check(fn: Callable, params: dict, completion: str, fields: Mapping[str,
         return (_OK, score, correct, dict(res.info) if res.info else None, None)
     except BaseException:  # noqa: BLE001 - a checker's SystemExit/KeyboardInterrupt is its error too
         return (_ERR, None, None, None, traceback.format_exc())
+
+
+def _one_line(tb_text: str) -> str:
+    """``ValueError: msg (file.py, line 12)`` from a formatted traceback."""
+    lines = [ln for ln in tb_text.strip().splitlines() if ln.strip()]
+    if not lines:
+        return "an unknown error"
+    last = lines[-1].strip()
+    where = ""
+    for ln in reversed(lines):
+        ln = ln.strip()
+        if ln.startswith('File "'):
+            file, _, rest = ln[len('File "'):].partition('"')
+            lineno = rest.split("line ", 1)[-1].split(",", 1)[0].strip()
+            where = f" ({file}, line {lineno})"
+            break
+    return last + where
+
+
+class _LineCounter:
+    """A text sink that only counts lines (in-process scoring: a checker's prints)."""
+
+    def __init__(self) -> None:
+        self.lines = 0
+        self._partial = False
+
+    def write(self, text: str) -> int:
+        if text:
+            self.lines += text.count("\n")
+            self._partial = not text.endswith("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def take(self) -> int:
+        n = self.lines + (1 if self._partial else 0)
+        self.lines, self._partial = 0, False
+        return n
+
+
+class _StdoutCapture:
+    """Worker side: fd 1 (and sys.stdout) go to an unlinked temporary file, so a checker that
+    prints (Python or C level, or a child it starts) never reaches the trainer's console; the
+    lines are counted after each check and the file is emptied."""
+
+    def __init__(self) -> None:
+        self.ok = False
+        try:
+            self.file = tempfile.TemporaryFile()
+            os.dup2(self.file.fileno(), 1)
+            sys.stdout = open(1, "w", closefd=False, encoding="utf-8", errors="replace")
+            self.ok = True
+        except Exception:  # no capture is better than no worker
+            pass
+
+    def take(self) -> int:
+        if not self.ok:
+            return 0
+        try:
+            sys.stdout.flush()
+            size = os.fstat(1).st_size
+            if not size:
+                return 0
+            lines, last, offset = 0, b"", 0
+            while offset < size:
+                block = os.pread(1, min(1 << 20, size - offset), offset)
+                if not block:
+                    break
+                lines += block.count(b"\n")
+                last = block[-1:]
+                offset += len(block)
+            os.ftruncate(1, 0)
+            os.lseek(1, 0, os.SEEK_SET)
+            return lines + (0 if last == b"\n" else 1)
+        except Exception:
+            return 0
 
 
 def _set_parent_death_signal() -> None:
@@ -250,6 +333,7 @@ def _worker_main(conn, close_conns, checkers, params, ppid, pdeathsig) -> None:
     if os.getppid() != ppid:
         os._exit(1)
 
+    capture = _StdoutCapture()
     fns: list[Optional[Callable]] = []
     resolve_errors: list[Optional[str]] = []
     for c in checkers:
@@ -274,13 +358,13 @@ def _worker_main(conn, close_conns, checkers, params, ppid, pdeathsig) -> None:
             else:
                 res = _run_check(fns[ci], params[ci], completion, fields)
             t1 = time.monotonic()
-            msg = (task,) + res + (t1 - t0, t1)
+            msg = (task,) + res + (t1 - t0, t1, capture.take())
             try:
                 conn.send(msg)
             except (BrokenPipeError, EOFError, OSError):
                 return
             except Exception:  # an info dict that does not pickle
-                conn.send((task, res[0], res[1], res[2], {"unpicklable_info": repr(res[3])[:500]}, res[4], t1 - t0, t1))
+                conn.send((task, res[0], res[1], res[2], {"unpicklable_info": repr(res[3])[:500]}, res[4], t1 - t0, t1, msg[-1]))
 
 
 class _Worker:
@@ -359,6 +443,8 @@ class Scorer:
         # Resolve in the parent: unknown names fail here, with the list of known names, and
         # forked workers inherit the imported modules.
         self._fns = [resolve(s.name) for s in self.specs]
+        for s, fn in zip(self.specs, self._fns):  # a typo in params fails here, not per call
+            check_params(fn, s.params, s.key)
         self._params = [dict(s.params) for s in self.specs]
         self._reports_correct = {
             s.key
@@ -464,11 +550,18 @@ class Scorer:
         errors = {a: 0 for a in self.aliases}
         timeouts = {a: 0 for a in self.aliases}
         seconds = {a: 0.0 for a in self.aliases}
+        printed = {a: 0 for a in self.aliases}
 
-        def record(task: int, st: int, val, flag, info, err: Optional[str], dt: float) -> None:
+        def record(task: int, st: int, val, flag, info, err: Optional[str], dt: float, out_lines: int = 0) -> None:
             c = task % k
             alias = self.aliases[c]
             seconds[alias] += dt
+            if out_lines:
+                printed[alias] += out_lines
+                self._log_once(
+                    alias, "stdout",
+                    f"printed to stdout; captured, not shown (counted in reward/{alias}/stdout_lines)",
+                )
             status[task] = st
             if st == _ERR:
                 errors[alias] += 1
@@ -491,13 +584,15 @@ class Scorer:
 
         if n:
             if self.n_workers == 0:
+                counter = _LineCounter()
                 for task in range(n * k):
                     i, c = divmod(task, k)
                     t0 = time.monotonic()
-                    st, val, flag, info, err = _run_check(
-                        self._fns[c], self._params[c], completions[i], fields_list[i]
-                    )
-                    record(task, st, val, flag, info, err, time.monotonic() - t0)
+                    with redirect_stdout(counter):
+                        st, val, flag, info, err = _run_check(
+                            self._fns[c], self._params[c], completions[i], fields_list[i]
+                        )
+                    record(task, st, val, flag, info, err, time.monotonic() - t0, counter.take())
             else:
                 self._run_pool(completions, fields_list, k, record, record_timeout)
 
@@ -535,6 +630,7 @@ class Scorer:
             timeouts=timeouts,
             seconds=seconds,
             wall_s=time.perf_counter() - t_start,
+            stdout_lines=printed,
         )
 
     def _log_once(self, alias: str, kind: str, text: str) -> None:
@@ -542,7 +638,10 @@ class Scorer:
             return
         self._logged.add((alias, kind))
         if kind == "error":
-            log.warning("reward checker %r raised (logged once per checker):\n%s", alias, text)
+            # one line (the exception and the innermost line it came from); the whole
+            # traceback at DEBUG level
+            log.warning("reward checker %r raised %s (logged once per checker)", alias, _one_line(text))
+            log.debug("reward checker %r raised:\n%s", alias, text)
         else:
             log.warning("reward checker %r: %s (logged once per checker)", alias, text)
 
@@ -600,8 +699,8 @@ class Scorer:
                         continue
                     try:
                         while w.busy and w.conn.poll():
-                            task, st, val, flag, info, err, dt, t_done = w.conn.recv()
-                            record(task, st, val, flag, info, err, dt)
+                            task, st, val, flag, info, err, dt, t_done, out_lines = w.conn.recv()
+                            record(task, st, val, flag, info, err, dt, out_lines)
                             w.done += 1
                             w.deadline = t_done + timeout
                             if w.done >= len(w.chunk):

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import inspect
 import json
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -528,6 +529,20 @@ class RewardsConfig(Section):
         "zero",
         doc="Score of a check that raised or timed out: `zero` or `none` (not applicable).",
     )
+    max_error_frac: float = setting(
+        0.5,
+        doc="A step where one checker raised on more than this share of its samples is a bad "
+        "step (skipped; `train.max_bad_steps` of them in a row stop the run).",
+        ge=0,
+        le=1,
+    )
+    python_path: list[str] = setting(
+        factory=list,
+        doc="Directories put on the module search path before checkers resolve; a custom "
+        "checker found only through PYTHONPATH or the current directory is recorded here, so "
+        "`rl-reason resume` finds it as printed.",
+        shown="`[]`",
+    )
 
     def validate(self, at: str) -> None:
         if not self.checkers:
@@ -575,6 +590,12 @@ class TrainConfig(Section):
         "adapters stay whole on every rank and their gradients are summed across ranks. Also "
         "on when launched with `recipes/accelerate/fsdp.yaml`. Not with `rollout.engine: "
         "vllm`; ignored with one process. See [GPU.md](GPU.md#sharding-the-base-fsdp).",
+    )
+    max_bad_steps: int = setting(
+        3,
+        doc="Bad steps in a row (non-finite reward, advantage or gradient; a checker failing on "
+        "more than `rewards.max_error_frac` of a step) before the run checkpoints and stops.",
+        gt=0,
     )
 
 
@@ -960,11 +981,21 @@ def check_checkers_resolve(cfg: RunConfig, source: str = "<config>") -> None:
     """Resolve every checker name now, so a typo fails before any model loads."""
     import rewards
 
+    for d in reversed(cfg.rewards.python_path):  # recorded custom-checker dirs first
+        if d not in sys.path:
+            sys.path.insert(0, d)
     for i, checker in enumerate(cfg.rewards.checkers):
         try:
             fn = rewards.resolve(checker.name)
         except rewards.UnknownCheckerError as exc:
             raise ConfigError(f"rewards.checkers[{i}].name: {exc} (in {source})") from None
+        try:  # params against the checker's signature
+            rewards.check_params(fn, checker.params, checker.alias or checker.name)
+        except ValueError as exc:
+            raise ConfigError(f"rewards.checkers[{i}].params: {exc} (in {source})") from None
+        found = rewards.module_search_path(checker.name, fn)  # so resume finds it
+        if found and found not in cfg.rewards.python_path:
+            cfg.rewards.python_path.append(found)
         _check_sandbox_fits(cfg, i, fn, source)
 
 

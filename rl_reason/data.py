@@ -9,6 +9,7 @@ and can save and restore its position, so a resumed run sees exactly the same ba
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import dataclass, field
@@ -230,6 +231,46 @@ def _synthetic_records(cfg: DataConfig, seed: int, held_out: bool) -> list[Promp
 # --------------------------------------------------------------------------- files and hub
 
 
+def check_data_file(path: Path) -> None:
+    """Raise DataError naming the file, the row (1-based line) and what is wrong, for an empty
+    file or a JSON file with a line that does not parse or is not an object. datasets reports
+    these as "StopIteration" or a generic error after logging the parser's message twice."""
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty; it needs one record per line (JSON lines) or rows (parquet)")
+    if path.suffix.lower() not in (".jsonl", ".json"):
+        return
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.strip():
+        raise DataError(f"{path}: the file holds only whitespace; it needs one JSON record per line")
+    if path.suffix.lower() == ".json":
+        try:  # one JSON document: a list of records (or datasets' {"data": [...]} form)
+            doc = json.loads(text)
+        except json.JSONDecodeError:
+            doc = None  # JSON lines in a .json file, checked line by line below
+        if doc is not None:
+            if isinstance(doc, list):
+                for i, row in enumerate(doc, 1):
+                    if not isinstance(row, dict):
+                        raise DataError(f"{path}: row {i}: a JSON object is expected, got {type(row).__name__}")
+                if not doc:
+                    raise DataError(f"{path}: the JSON list is empty; it needs at least one record")
+            elif not isinstance(doc, dict):
+                raise DataError(f"{path}: a list of JSON objects is expected, got {type(doc).__name__}")
+            return
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{path}: row {number}: not valid JSON ({exc.msg} at column {exc.colno}); "
+                "each line must be one JSON object"
+            ) from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}: row {number}: a JSON object is expected, got {type(row).__name__}")
+
+
 def _load_rows(cfg: DataConfig, split: Optional[str]) -> list[dict]:
     try:
         import datasets
@@ -247,6 +288,7 @@ def _load_rows(cfg: DataConfig, split: Optional[str]) -> list[dict]:
         path = Path(source).expanduser()
         if not path.is_file():
             raise DataError(f"data.source: file {source} not found; give an existing .jsonl/.json/.parquet path")
+        check_data_file(path)  # [badinput] one line naming the file, the row and the fault
         try:
             ds = datasets.load_dataset(LOCAL_SUFFIXES[suffix], data_files=str(path), split="train")
         except Exception as exc:
@@ -257,6 +299,9 @@ def _load_rows(cfg: DataConfig, split: Optional[str]) -> list[dict]:
             ) from exc
         return ds.to_list()
     split = split or cfg.split
+    from rl_reason import hub  # [badinput] offline: one line in seconds, not a minute of retries
+
+    hub.require(source, repo_type="dataset", key="data.source", error=DataError)
     try:
         ds = datasets.load_dataset(source, cfg.config_name, split=split)
     except Exception as exc:

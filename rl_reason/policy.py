@@ -245,6 +245,9 @@ def load_policy(
     from rl_reason.model_zoo import resolve_model
 
     path = resolve_model(model_cfg.name)
+    from rl_reason import hub  # [badinput] offline: one line in seconds, not a minute of retries
+
+    hub.require(path, repo_type="model", key="model.name", error=ModelError)
     device = device if device is not None else pick_device(model_cfg.device)
     if device.type == "cpu" and model_cfg.dtype == "float16":
         raise ModelError("model.dtype float16 is not supported on the CPU; use float32 or bfloat16")

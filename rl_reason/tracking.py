@@ -38,7 +38,21 @@ def _json_default(obj: Any) -> Any:
 
 
 def _dumps(row: dict) -> str:
-    return json.dumps(row, default=_json_default, ensure_ascii=False)
+    # a non-finite number is written as null: NaN / Infinity are not JSON (docs/ARCHITECTURE.md)
+    from rl_reason.guards import json_safe
+
+    return json.dumps(json_safe(_plain(row)), ensure_ascii=False, allow_nan=False)
+
+
+def _plain(value: Any) -> Any:
+    """Containers of JSON types only (numpy / torch values turned into numbers or lists)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    return _plain(_json_default(value))
 
 
 def iter_jsonl(path: Union[str, Path]) -> Iterator[dict]:
@@ -98,6 +112,20 @@ def _fmt(value: Any, spec: str) -> str:
     return "-"
 
 
+def _attention(m: dict) -> list[str]:
+    """What the progress line must say beyond the numbers: a skipped step, timeouts."""
+    out = []
+    if m.get("guard/bad_step"):
+        out.append("SKIPPED (see warning)")
+    n = m.get("count/samples")
+    if n:
+        for key, value in m.items():
+            if key.startswith("reward/") and key.endswith("/timeouts") and value > n / 2:
+                alias = key[len("reward/") : -len("/timeouts")]
+                out.append(f"TIMEOUTS {alias} {int(value)}/{int(n)} checks")
+    return out
+
+
 def _summary_line(step: int, total: int, m: dict) -> str:
     parts = [f"step {step}/{total}"]
     if "reward/total/mean" in m:
@@ -106,11 +134,13 @@ def _summary_line(step: int, total: int, m: dict) -> str:
         parts.append(f"acc {_fmt(m['accuracy'], '.3f')}")
     if "completion/len_mean" in m:
         parts.append(f"len {_fmt(m['completion/len_mean'], '.1f')}")
+    if "count/groups" in m:
+        parts.append(f"groups {int(m.get('count/groups_kept', 0))}/{int(m['count/groups'])} kept")
     if "eval/accuracy" in m:
         parts.append(f"eval_acc {_fmt(m['eval/accuracy'], '.3f')}")
     if "time/step_s" in m:
         parts.append(f"{_fmt(m['time/step_s'], '.2f')} s/step")
-    return "  ".join(parts)
+    return "  ".join(parts + _attention(m))
 
 
 # RL_REASON_PROGRESS=0 turns the progress display off whatever the recipe says (the test
@@ -141,13 +171,15 @@ class _RichBar:
             TextColumn("reward {task.fields[reward]}"),
             TextColumn("acc {task.fields[acc]}"),
             TextColumn("len {task.fields[length]}"),
+            TextColumn("groups {task.fields[groups]}"),
             TextColumn("{task.fields[sps]} s/step"),
             TimeRemainingColumn(),
             console=self.console,
             transient=False,
         )
         self.task = self.progress.add_task(
-            "train", total=total, completed=start, reward="-", acc="-", length="-", sps="-"
+            "train", total=total, completed=start, reward="-", acc="-", length="-", sps="-",
+            groups="-",
         )
         self.progress.start()
 
@@ -161,13 +193,40 @@ class _RichBar:
             fields["length"] = _fmt(m["completion/len_mean"], ".1f")
         if "time/step_s" in m:
             fields["sps"] = _fmt(m["time/step_s"], ".2f")
+        if "count/groups" in m:
+            fields["groups"] = f"{int(m.get('count/groups_kept', 0))}/{int(m['count/groups'])}"
         self.progress.update(self.task, completed=step, **fields)
+        for note in _attention(m):
+            self.print(f"step {step}: {note}")
 
     def print(self, msg: str) -> None:
         self.console.print(msg, markup=False, highlight=False)
 
     def stop(self) -> None:
         self.progress.stop()
+
+
+def quiet_library_progress() -> None:
+    """Turn off transformers', datasets' and huggingface_hub's own progress bars ("Loading
+    weights", "Generating train split"), for runs with logging.progress=false."""
+    try:
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
+    except Exception:
+        pass
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except Exception:
+        pass
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except Exception:
+        pass
 
 
 # --------------------------------------------------------------------------- the tracker

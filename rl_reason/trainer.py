@@ -28,9 +28,9 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from rl_reason import algorithms, checkpoint
+from rl_reason import algorithms, checkpoint, guards
 from rl_reason.config import RunConfig, config_hash, dump_yaml, to_dict
-from rl_reason.errors import CheckpointError, ConfigError, RunDirError
+from rl_reason.errors import CheckpointError, ConfigError, RLReasonError, RunDirError
 from rl_reason.rollout import Rollout, SamplingParams
 
 log = logging.getLogger("rl_reason")
@@ -221,7 +221,7 @@ def reduce_metrics(dist: Dist, metrics: dict[str, float]) -> dict[str, float]:
         vals = [g[i] for g in gathered if g[i] is not None and not (isinstance(g[i], float) and math.isnan(g[i]))]
         if not vals:
             continue
-        if k.endswith(("/errors", "/timeouts")) or k.startswith("count/"):
+        if k.endswith(("/errors", "/timeouts", "/stdout_lines")) or k.startswith("count/"):
             out[k] = float(sum(vals))
         elif k.startswith("time/") or k.endswith("_max"):
             out[k] = float(max(vals))
@@ -335,6 +335,10 @@ class Trainer:
         self.start_step = 0
         self.best: dict[str, Any] = {}  # checkpoint.keep_best: {"step", "value"} of the best eval
         seed_everything(cfg.train.seed)
+        if not cfg.logging.progress:  # [badinput] the libraries' own progress bars too
+            from rl_reason.tracking import quiet_library_progress
+
+            quiet_library_progress()
 
         world = self.dist.world
         if cfg.rollout.prompts_per_step % world:
@@ -409,6 +413,11 @@ class Trainer:
             workers=cfg.rewards.workers,
             on_error=cfg.rewards.on_error,
         )
+
+        # [badinput] bad steps are skipped; too many in a row stop the run (rl_reason/guards.py)
+        self.guard = guards.BadStepGuard(cfg.train.max_bad_steps)
+        self.no_update = guards.NoUpdateWatch()
+        self._bad: list[str] = []
 
         tracker_state = None
         if resume_from is not None:
@@ -519,6 +528,7 @@ class Trainer:
                 if last_eval and "eval/n" in metrics:
                     self._keep_best(step, last_eval)
                 self._log(step, metrics)
+                self._after_step_guards(step, metrics)  # [badinput] may checkpoint and stop
                 due = cfg.checkpoint.every and step % cfg.checkpoint.every == 0
                 if due or step == cfg.train.steps or stop.requested:
                     self.save_checkpoint(step)
@@ -568,10 +578,17 @@ class Trainer:
                 keep &= ~algorithms.uniform_group_mask(rewards_t, group_ids)
         else:
             advantages = rewards_t  # update() turns rewards into per-token advantages
+        # [badinput] unfit rewards/advantages or a failing checker: this step is not trained on
+        self._bad = guards.step_problems(scores.total, advantages, scores.errors, len(rollouts), cfg.rewards.max_error_frac)
+        self._bad = sorted({r for part in dist.gather_objects(self._bad) for r in part})
+        if self._bad:
+            keep[:] = False
 
         # 4. update
         t0 = time.perf_counter()
         update_stats, seq_adv = self.update(rollouts, advantages, keep, step)
+        if update_stats.pop("guard/nonfinite_grad", 0.0):  # [badinput] the step was not taken
+            self._bad.append("non-finite gradient (NaN/inf loss or gradient)")
         if seq_adv is not None:  # per-token algorithms: log each sequence's mean advantage
             advantages = seq_adv
         t_update = time.perf_counter() - t0
@@ -587,6 +604,11 @@ class Trainer:
                 "completion/len_max": float(max(lens)) if lens else 0.0,
                 "completion/truncated_frac": float(np.mean([r.truncated for r in rollouts])) if rollouts else 0.0,
                 "groups/kept_frac": float(keep.float().mean()) if len(keep) else 0.0,
+                # [badinput] counts for the progress line
+                "count/groups": float(len(set(group_ids.tolist()))),
+                "count/groups_kept": float(len(set(group_ids[keep].tolist()))),
+                "count/samples": float(len(rollouts)),
+                "guard/bad_step": 1.0 if self._bad else 0.0,
                 "time/generate_s": t_gen,
                 "time/score_s": t_score,
                 "time/update_s": t_update,
@@ -747,9 +769,13 @@ class Trainer:
             if dist.sharded:
                 dist.sum_grads(self.params)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.train.max_grad_norm))
+            if not math.isfinite(grad_norm):  # [badinput] never step on a NaN/inf gradient
+                self.optimizer.zero_grad(set_to_none=True)
+                out["guard/nonfinite_grad"] = 1.0
+                break
             self.optimizer.step()
             self.optimizer.zero_grad(set_to_none=True)
-        self.scheduler.step()
+        _advance(self.scheduler)  # [badinput] quiet when a non-finite gradient skipped the step
         w = max(weight, 1.0)
         out.update({key: val / w for key, val in sums.items()})
         if "rollout/logprob_diff_mean" in out:  # over every sampled token, not only loss tokens
@@ -827,6 +853,7 @@ class Trainer:
         params = self.critic.parameters()
         loss_sum = clip_sum = 0.0
         grad_norm = 0.0
+        nonfinite = False
         for epoch in range(cfg.critic.epochs):
             for k, t in enumerate(mbs):
                 with self.critic.active():
@@ -841,9 +868,13 @@ class Trainer:
                     clip_sum += float(stats["value_clip_frac"]) * float(t["valid"].sum())
             dist.sum_grads(params)
             grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm))
+            if not math.isfinite(grad_norm):  # [badinput] never step on a NaN/inf gradient
+                self.critic_optimizer.zero_grad(set_to_none=True)
+                nonfinite = True
+                break
             self.critic_optimizer.step()
             self.critic_optimizer.zero_grad(set_to_none=True)
-        self.critic_scheduler.step()
+        _advance(self.critic_scheduler)  # [badinput] as above
         local = max(valid_local, 1.0)
         values_sum = sum(float((v * t["valid"]).sum()) for v, t in zip(old_v, mbs))
         returns_sum = sum(float((r * t["valid"]).sum()) for r, t in zip(returns, mbs))
@@ -855,6 +886,7 @@ class Trainer:
             "critic/returns_mean": returns_sum / local,
             "critic/grad_norm": grad_norm,
             "critic/lr": self.critic_scheduler.get_last_lr()[0],
+            **({"guard/nonfinite_grad": 1.0} if nonfinite else {}),
         }
 
     # ------------------------------------------------------------------ outputs
@@ -930,6 +962,26 @@ class Trainer:
             shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp, target)
         self.dist.barrier()
+
+    def _after_step_guards(self, step: int, metrics: dict[str, float]) -> None:
+        """[badinput] Warn about a skipped step or a run that stopped learning; after
+        train.max_bad_steps bad steps in a row, checkpoint (the adapter is as of the last good
+        step) and stop with one line."""
+        hint = (
+            f"; checkpoint of step {step} written; fix the cause, then "
+            f"rl-reason resume {shlex.quote(str(self.run_dir))}"
+        )
+        try:
+            msg = self.guard.observe(step, self._bad, hint=hint)
+        except RLReasonError:
+            self.save_checkpoint(step)
+            raise
+        if msg:
+            self.say(f"warning: {msg}")
+        elif self.cfg.algorithm.name in GROUP_ALGORITHMS:
+            msg = self.no_update.observe(metrics)
+            if msg:
+                self.say(f"warning: {msg}")
 
     def _print_resume_hint(self, step: int) -> None:
         self.say(

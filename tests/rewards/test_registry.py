@@ -182,3 +182,59 @@ def test_rewards_imports_neither_torch_nor_rl_reason():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_check_params_against_the_signature():
+    import pytest
+
+    from rewards import check_params, resolve
+
+    check_params(resolve("regex"), {"pattern": "x", "mode": "fraction"})
+    with pytest.raises(ValueError, match=r"unknown param 'patern' for checker 'regex' \(did you mean 'pattern'\?\); it takes: mode, pattern"):
+        check_params(resolve("regex"), {"patern": "x"}, "regex")
+    # **params checkers: the params they read are declared
+    check_params(resolve("math_answer"), {"numeric_only": True})
+    with pytest.raises(ValueError, match="unknown param 'numeric'"):
+        check_params(resolve("math_answer"), {"numeric": True})
+    check_params(resolve("code_tests"), {"timeout_s": 3, "memory_mb": 512})
+    with pytest.raises(ValueError, match="unknown param 'memory'"):
+        check_params(resolve("code_tests"), {"memory": 512})
+
+    def needs(completion, fields, *, threshold, scale=1.0):
+        return 0.0
+
+    with pytest.raises(ValueError, match="needs param 'threshold'"):
+        check_params(needs, {"scale": 2.0})
+    check_params(needs, {"threshold": 1})
+
+    def open_ended(completion, fields, **kw):
+        return 0.0
+
+    check_params(open_ended, {"anything": 1})  # undeclared **kwargs: anything goes
+    open_ended.accepted_params = ("a",)
+    with pytest.raises(ValueError, match="unknown param 'b'"):
+        check_params(open_ended, {"b": 1})
+    with pytest.raises(ValueError, match="must take"):
+        check_params(lambda completion: 0.0, {})
+
+
+def test_import_errors_of_checker_modules_are_one_line(tmp_path, monkeypatch):
+    import pytest
+
+    from rewards import UnknownCheckerError, resolve
+
+    (tmp_path / "syn_mod_x.py").write_text("def f(c, d):\n    return (\n")
+    (tmp_path / "name_mod_x.py").write_text("x = 1\ny = nope\n")
+    (tmp_path / "imp_mod_x.py").write_text("import not_installed_dep_x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for path, needle in [
+        ("syn_mod_x:f", "SyntaxError: "),
+        ("name_mod_x:f", f"NameError: name 'nope' is not defined ({tmp_path / 'name_mod_x.py'}, line 2)"),
+        ("imp_mod_x:f", "ModuleNotFoundError: No module named 'not_installed_dep_x' ("),
+        ("not_there_x:f", "no module named 'not_there_x' on the module search path; set PYTHONPATH"),
+    ]:
+        with pytest.raises(UnknownCheckerError) as exc:
+            resolve(path)
+        assert needle in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
+    with pytest.raises(UnknownCheckerError, match=r"syn_mod_x.py, line 2\)"):
+        resolve("syn_mod_x:f")

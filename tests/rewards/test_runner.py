@@ -251,3 +251,25 @@ def test_throughput_trivial_checker():
         rate = 4000 / (time.perf_counter() - t0)
     assert b.total == [1.0] * 4000
     assert rate > 2000  # measured ~70k/s on 2 cores; a loose floor for loaded CI machines
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_checker_stdout_is_captured_and_counted(workers, capfd):
+    """A checker that prints does not reach the console; its lines are counted."""
+    from rewards.runner import Scorer
+
+    with Scorer(["tests.rl_reason._bad_checkers:chatty"], workers=workers, timeout_s=10) as scorer:
+        batch = scorer.score(["a", "b"], [{}, {}])
+    assert batch.total == [1.0, 1.0]
+    out = capfd.readouterr().out
+    assert "debug line" not in out
+    per_check = 500 if workers == 0 else 501  # in-process: Python-level prints only
+    assert batch.stdout_lines == {"tests.rl_reason._bad_checkers:chatty": 2 * per_check}
+    assert batch.metrics()["reward/tests.rl_reason._bad_checkers:chatty/stdout_lines"] == 2 * per_check
+
+
+def test_scorer_refuses_unknown_params():
+    from rewards.runner import Scorer
+
+    with pytest.raises(ValueError, match="unknown param 'patern'"):
+        Scorer([("regex", 1.0, {"patern": "x"})], workers=0)

@@ -199,6 +199,7 @@ def test_missing_file_and_bad_hub_id(tmp_path, monkeypatch):
         raise ConnectionError("offline\nmore detail")
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr("rl_reason.hub.offline_reason", lambda: None)  # as if online
     cfg = _cfg(source="no-such-owner/no-such-set", config_name="main")
     with pytest.raises(DataError, match=r"cannot load dataset 'no-such-owner/no-such-set' \(config 'main', split 'test'\): offline;"):
         data.load_records(cfg, seed=0, split="test")
@@ -304,5 +305,25 @@ def test_hub_id_goes_through_load_dataset(monkeypatch):
         return datasets.Dataset.from_list([{"question": "q0", "answer": "#### 1"}, {"question": "q1", "answer": "#### 2"}])
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
+    monkeypatch.setattr("rl_reason.hub.offline_reason", lambda: None)  # as if online
     recs = data.load_records(_cfg(source="openai/gsm8k", config_name="main", shuffle=False), seed=0)
     assert [(r.id, r.fields["answer"]) for r in recs] == [("0", "1"), ("1", "2")]
+
+
+@pytest.mark.parametrize(
+    "name, text, needle",
+    [
+        ("e.jsonl", "", "e.jsonl: the file is empty"),
+        ("w.jsonl", "\n  \n", "w.jsonl: the file holds only whitespace"),
+        ("b.jsonl", '{"q": "a"}\n\n{"q": b}\n', "b.jsonl: row 3: not valid JSON (Expecting value at column 7)"),
+        ("l.jsonl", '{"q": "a"}\n"text"\n', "l.jsonl: row 2: a JSON object is expected, got str"),
+        ("a.json", '[{"q": "a"}, 3]', "a.json: row 2: a JSON object is expected, got int"),
+        ("n.json", "[]", "n.json: the JSON list is empty"),
+    ],
+)
+def test_broken_data_files_name_file_row_and_fault(tmp_path, name, text, needle):
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DataError) as exc:
+        data.load_records(_cfg(source=str(path)), seed=0)
+    assert needle in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
