@@ -73,7 +73,9 @@ def test_non_strings_and_empty_are_not_equivalent():
     "text,expected",
     [
         ("so the result is \\boxed{42}.", "42"),
-        ("first \\boxed{1} then \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+        ("first \\boxed{1} then \\boxed{\\frac{1}{2}}", None),  # a run of different boxes hedges
+        ("first \\boxed{1}. Wait, that is wrong: \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),  # retracted
+        ("\\boxed{\\frac{1}{2}} so again \\boxed{0.5}", "0.5"),  # one answer written twice
         ("\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}", "\\left( 3, \\frac{\\pi}{2} \\right)"),
         ("nested \\boxed{\\frac{\\sqrt{3}}{\\{2\\}}}", "\\frac{\\sqrt{3}}{\\{2\\}}"),
         ("\\fbox{7}", "7"),
