@@ -10,7 +10,8 @@ from rewards.math.extract import _from_boxed
 from rewards.math.latex import _FUNCS, _parse, _sympy
 from rewards.math.limits import MAX_ANSWER_CHARS, MAX_DEPTH, MAX_OPS
 from rewards.math.limits import Refused as _Refused
-from rewards.math.normalise import _TEXT_CMD, _normalize, _strip_units, _unwrap_text
+from rewards.math.normalise import _TEXT_CMD, KNOWN_UNICODE, _normalize, _unwrap_text, render_fonts
+from rewards.math.units import QUALIFIER, Unit, magnitude, split_unit, units_agree
 from rewards.math.numbers import _Num, _numbers_match, _parse_number
 
 def _numerically_nonzero(sp, d) -> bool:
@@ -326,12 +327,19 @@ def _ratio(s: str) -> Optional[tuple[str, str]]:
     return (parts[0], parts[1]) if len(parts) == 2 and all(parts) else None
 
 
+_TIME = re.compile(r"(\d{1,2}):(\d{2})")
+
+
 def _scalar_equal(g: str, p: str) -> bool:
     if g == p:
         return True
-    gn, pn = _parse_number(g), _parse_number(p)
+    gn, pn = _parse_number(g), _parse_number(p, strict=True)
     if gn is not None and pn is not None:
         return _numbers_match(gn, pn)
+    gt = _TIME.fullmatch(g)
+    if gt:  # a time of day is not a ratio: 3:30 is not 1:10
+        pt = _TIME.fullmatch(p)
+        return bool(pt) and tuple(map(int, gt.groups())) == tuple(map(int, pt.groups()))
     gr, pr = _ratio(g), _ratio(p)
     if gr or pr:
         ga = _parse(gr[0]) / _parse(gr[1]) if gr else _parse(g)
@@ -343,7 +351,7 @@ def _scalar_equal(g: str, p: str) -> bool:
     if _sym_equal(a, b):
         return True
     # a decimal gold also accepts a rational that rounds to it (an unevaluated 3/8, say)
-    if gn is not None and gn.places and b.is_Rational:
+    if gn is not None and gn.places and gn.places >= 2 and b.is_Rational:
         return _numbers_match(gn, _Num(Fraction(int(b.p), int(b.q))))
     return False
 
@@ -354,7 +362,7 @@ def _match(g: str, p: str) -> bool:
         return True
     if not p or not g:
         return False
-    gn, pn = _parse_number(g), _parse_number(p)
+    gn, pn = _parse_number(g), _parse_number(p, strict=True)
     if gn is not None and pn is not None:  # before structures: "10,080" is a number
         return _numbers_match(gn, pn)
     return _struct_equal(_structure(g), _structure(p))
@@ -373,8 +381,9 @@ def _choice_letter(s: str, strict: bool) -> Optional[str]:
         return m.group(1).upper()
     if not strict:
         m = re.match(r"(?:option|choice|answer)?\s*\(([A-Ea-e])\)|(?:option|choice)\s+([A-Ea-e])\b", t, re.I)
-        if m:
-            return (m.group(1) or m.group(2)).upper()
+        rest = t[m.end() :] if m else ""
+        if m and not re.search(r"\(\s*[A-Ea-e]\s*\)|(?<![A-Za-z\\])[A-E](?![A-Za-z])|[/,]", rest):
+            return (m.group(1) or m.group(2)).upper()  # "(C) 12", never "(C) or (D)"
     return None
 
 
@@ -387,7 +396,8 @@ def _words(s: str) -> list[str]:
 def _is_text_answer(s: str) -> bool:
     if re.search(_TEXT_CMD, s):
         return bool(re.fullmatch(r"[A-Za-z][A-Za-z ,.'\-]*", _unwrap_text(s).strip()))
-    return bool(re.fullmatch(r"[A-Za-z]{3,}(?: [A-Za-z]+)*", s)) and not _looks_math(s)
+    # two letters are a word ("no"), never a product of two symbols
+    return bool(re.fullmatch(r"[A-Za-z]{2,}(?: [A-Za-z]+)*", s)) and not _looks_math(s)
 
 
 def _looks_math(s: str) -> bool:
@@ -409,11 +419,93 @@ def _text_equal(g: str, p: str) -> bool:
     return False
 
 
+_NAME = r"[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?(?:\(\s*[A-Za-z](?:\s*,\s*[A-Za-z])*\s*\))?"
+_CALL = re.compile(r"([A-Za-z])\(\s*([A-Za-z])\s*\)")
+_CURRENCY = re.compile(r"\\\$|^\s*\$\s*(?=[\d.])|(?<=[\d.])\s*\\?\$\s*$")
+_INVISIBLE = re.compile("[\u2063\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\u0300-\u036f]")
+
+
+def _readable(gold: str, pred: str) -> bool:
+    """Refusals that come before any comparison (docs/REWARDS.md, "what cannot be gamed")."""
+    if _INVISIBLE.search(pred):
+        return False  # zero-width, bidirectional or combining characters change what renders
+    for c in pred:
+        if ord(c) > 127 and c not in KNOWN_UNICODE and c not in gold:
+            return False  # lookalikes: Cyrillic letters, other scripts' digits, sub/superscripts
+    return True
+
+
+def _qualified(gold: str, pred: str) -> bool:
+    """True when the prediction holds a word that changes the claim and the gold does not."""
+    pw = _unwrap_text(pred)
+    return bool(QUALIFIER.search(pw)) and not QUALIFIER.search(_unwrap_text(gold))
+
+
+def _and_list(s: str) -> str:
+    """``2 \\text{ and } 3`` / ``2, and 3`` -> ``2, 3`` (a list written in words)."""
+    return re.sub(r"\s*,?\s+and\s+", ", ", s)
+
+
+def _labels(s: str) -> str:
+    """``Smallest: 2, Largest: 9`` -> ``2, 9``."""
+    return re.sub(r"(?:(?<=^)|(?<=,))\s*[A-Za-z][A-Za-z _]*?\s*:\s*(?=\S)", " ", s).strip()
+
+
+def _drop_names(g: str, p: str) -> tuple[str, str]:
+    """A name on the left of a side that the other side lacks: ``h(t)=t^2+3`` vs ``t^2+3``,
+    ``k_{min} = 5``, chains ``x = y = 7``; ``h(t)=2t`` vs ``h(s)=2s`` renames the bound variable."""
+
+    def strip(s: str) -> str:
+        parts = _split_top(s, "=")
+        if len(parts) < 2 or any(re.search(r"[<>]|\\[lg]e\b", x) for x in parts):
+            return s
+        if all(re.fullmatch(_NAME, x.strip()) for x in parts[:-1]):
+            return parts[-1].strip()
+        return s
+
+    gh, ph = "=" in g, "=" in p
+    if gh and not ph:
+        return strip(g), p
+    if ph and not gh:
+        return g, strip(p)
+    if gh and ph:
+        gc, pc = _CALL.match(g), _CALL.match(p)
+        if gc and pc and gc.group(1) == pc.group(1) and gc.group(2) != pc.group(2):
+            v, w = pc.group(2), gc.group(2)
+            p = re.sub(rf"(?<![A-Za-z\\]){v}(?![A-Za-z])", w, p)
+    return g, p
+
+
+def _with_unit(raw: str, s: str) -> tuple[str, Optional[Unit], bool]:
+    """(head, unit, ok): the number or expression and its unit; ok False for a refused unit."""
+    head, unit = split_unit(s)
+    if unit is None and _CURRENCY.search(raw):
+        unit = Unit("money")
+    if unit is not None and unit.dim.startswith("noun:") and QUALIFIER.search(unit.dim[5:]):
+        return s, None, False
+    if unit is not None and not unit.dim.startswith("noun:") and not re.search(r"\d", head):
+        return s, None, True  # "x cm"? not a quantity: leave it whole
+    if unit is not None and unit.dim.startswith("noun:") and _parse_number(head) is None and magnitude(unit) is None:
+        return s, None, True  # words after an expression stay (they may be variables)
+    s = re.sub(r"^\s*(?:dollars?|usd)\s+", "", head, flags=re.I)
+    return s, unit, True
+
+
+def _scaled(s: str, factor) -> Optional[str]:
+    n = _parse_number(s, strict=True)
+    if n is None:
+        return None
+    v = n.value * factor
+    return f"{v.numerator}/{v.denominator}" if v.denominator != 1 else str(v.numerator)
+
+
 def _equivalent(gold: str, predicted: str) -> bool:
     if len(gold) > 4 * MAX_ANSWER_CHARS or len(predicted) > MAX_ANSWER_CHARS:
         return False
     if "\\boxed" in predicted or "\\fbox" in predicted:  # an answer passed still boxed
         predicted = _from_boxed(predicted) or predicted
+    if not _readable(gold, predicted):
+        return False
     g, p = _normalize(gold), _normalize(predicted)
     if not p or not g:
         return False
@@ -421,6 +513,10 @@ def _equivalent(gold: str, predicted: str) -> bool:
         return True
     if not (_depth_ok(g) and _depth_ok(p)):
         return False
+    if " and " not in _unwrap_text(g):
+        p = _and_list(_unwrap_text(p))
+    if _qualified(g, p):
+        return False  # "not 3", "at least 3", "3 or more", "5 (or 6)", "5 thousand"
     letter = _choice_letter(g, strict=True)
     if letter is not None:
         return _choice_letter(p, strict=False) == letter
@@ -429,10 +525,49 @@ def _equivalent(gold: str, predicted: str) -> bool:
     base = re.fullmatch(r"(\w+)_(\d+)", g)
     if base:  # a number written in base b: compare the digits
         return _unwrap_text(p).replace(" ", "") in (g, base.group(1))
-    g, p = _strip_units(g), _strip_units(p)
-    if not p:
+    g, p = render_fonts(g), render_fonts(p)
+    if ":" not in g:
+        p = _labels(p)
+    g, p = _drop_names(g, p)
+    g, gu, gok = _with_unit(gold, g)
+    p, pu, pok = _with_unit(predicted, p)
+    if not (gok and pok) or not p:
         return False
+    factor = units_agree(gu, pu)
+    mag = magnitude(pu)
+    if mag is not None and gu != pu:
+        factor = Fraction(mag)
+    elif factor is None:
+        return False
+    if factor != 1:
+        p = _scaled(p, factor)
+        if p is None:
+            return False
     return _match(g, p)
+
+
+def is_number_answer(pred: str, gold: str) -> bool:
+    """True when ``pred`` is a number as an answer to a numeric ``gold`` (``numeric_only``): not
+    ``9+5``, ``17 \\times 23``, ``2^{10}`` or ``5!``; for a whole-number gold not a fraction."""
+    if not _readable(gold, pred):
+        return False
+    p = render_fonts(_normalize(pred))
+    p = _drop_names("", p)[1]
+    p, unit, ok = _with_unit(pred, p)
+    n = _parse_number(p, strict=True) if ok else None
+    if n is None:
+        return False
+    gn = gold_number(gold)
+    if gn is not None and gn.value.denominator == 1 and re.search(r"\\frac|/", p):
+        return False  # 28/2 for 14 is unevaluated
+    return True
+
+
+def gold_number(gold: str) -> Optional[_Num]:
+    """The gold as a plain number (units allowed), or None when it is anything else."""
+    g = render_fonts(_normalize(gold))
+    g, _, ok = _with_unit(gold, g)
+    return _parse_number(g) if ok else None
 
 
 def equivalent(gold: str, predicted: str) -> bool:

@@ -35,12 +35,20 @@ def _frac_parts(m: re.Match) -> Fraction:
     return Fraction(a, b)
 
 
-def _parse_number(s: str) -> Optional[_Num]:
-    """Plain numbers only: the Fraction fast path. None when ``s`` is anything else."""
+def _parse_number(s: str, strict: bool = False) -> Optional[_Num]:
+    """Plain numbers only: the Fraction fast path. None when ``s`` is anything else.
+
+    ``strict`` (how predictions are read): a space inside a number is not ignored, so ``1 2`` is
+    not 12 and ``1, 100`` is a list, not 1100 (a gold such as ``11,\\! 111`` may have them).
+    """
     if len(s) > 60:
         return None
     mixed = _RE_MIXED_PLAIN.fullmatch(s.strip())
-    t = s.replace(" ", "")
+    t = s.strip() if strict else s.replace(" ", "")
+    if strict and not mixed:
+        if re.search(r"[\d.,]\s+[\d.,]", t):
+            return None
+        t = t.replace(" ", "")
     percent = t.endswith("%")
     if percent:
         t = t[:-1]
@@ -96,6 +104,7 @@ def _numbers_match(gold: _Num, pred: _Num) -> bool:
         for p in preds:
             if p == g:
                 return True
-            if gold.places and g == gold.value and _rounds_to(p, g, gold.places):
+            # a gold stated to 2+ places is a rounded value; 0.5 or 2.5 is exact (0.54 is not 0.5)
+            if gold.places and gold.places >= 2 and g == gold.value and _rounds_to(p, g, gold.places):
                 return True
     return False
