@@ -419,7 +419,8 @@ def _text_equal(g: str, p: str) -> bool:
     return False
 
 
-_NAME = r"[A-Za-z](?:_\{?[A-Za-z0-9]+\}?)?(?:\(\s*[A-Za-z](?:\s*,\s*[A-Za-z])*\s*\))?"
+_NAME = r"[A-Za-z](?:_\{?\\?[A-Za-z0-9]+\}?)?(?:\(\s*[A-Za-z](?:\s*,\s*[A-Za-z])*\s*\))?"
+_BARE_LIST = re.compile(r"[^()\[\]{}]+(?:,[^()\[\]{}]+){2,}")
 _CALL = re.compile(r"([A-Za-z])\(\s*([A-Za-z])\s*\)")
 _CURRENCY = re.compile(r"\\\$|^\s*\$\s*(?=[\d.])|(?<=[\d.])\s*\\?\$\s*$")
 _INVISIBLE = re.compile("[\u2063\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\u0300-\u036f]")
@@ -461,6 +462,8 @@ def _drop_names(g: str, p: str) -> tuple[str, str]:
             return s
         if all(re.fullmatch(_NAME, x.strip()) for x in parts[:-1]):
             return parts[-1].strip()
+        if re.fullmatch(_NAME, parts[0].strip()) and all(_match(x, parts[-1]) for x in parts[1:-1]):
+            return parts[-1].strip()  # x = 5 + 7 = 12: the working, then the value
         return s
 
     gh, ph = "=" in g, "=" in p
@@ -472,7 +475,8 @@ def _drop_names(g: str, p: str) -> tuple[str, str]:
         gc, pc = _CALL.match(g), _CALL.match(p)
         if gc and pc and gc.group(1) == pc.group(1) and gc.group(2) != pc.group(2):
             v, w = pc.group(2), gc.group(2)
-            p = re.sub(rf"(?<![A-Za-z\\]){v}(?![A-Za-z])", w, p)
+            if not re.search(rf"(?<![A-Za-z\\]){w}(?![A-Za-z])", p[pc.end() :]):
+                p = re.sub(rf"(?<![A-Za-z\\]){v}(?![A-Za-z])", w, p)
     return g, p
 
 
@@ -529,6 +533,10 @@ def _equivalent(gold: str, predicted: str) -> bool:
     if ":" not in g:
         p = _labels(p)
     g, p = _drop_names(g, p)
+    if _BARE_LIST.fullmatch(g) and p.startswith("(") and p.endswith(")"):
+        inner = p[1:-1]
+        if len(_split_top(inner, ",")) == len(_split_top(g, ",")) >= 3:
+            p = inner  # a tuple for an unordered list of three or more (never an interval)
     g, gu, gok = _with_unit(gold, g)
     p, pu, pok = _with_unit(predicted, p)
     if not (gok and pok) or not p:

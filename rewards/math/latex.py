@@ -19,7 +19,7 @@ _GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "e
           "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "phi",
           "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Sigma", "Phi",
           "Psi", "Omega"}
-_ATOM_CMDS = _FUNCS | _GREEK | {"frac", "sqrt", "pi", "infty", "binom", "{", "|"}
+_ATOM_CMDS = _FUNCS | _GREEK | {"frac", "sqrt", "pi", "infty", "binom", "{", "|", "lfloor", "lceil"}
 
 
 def _tokenize(s: str) -> list[tuple[str, str]]:
@@ -234,6 +234,10 @@ class _Parser:
             return sp.Symbol(name)
         if name in _FUNCS:
             return self.function(name)
+        if name in ("lfloor", "lceil"):
+            e = self.expr()
+            self.expect("\\rfloor" if name == "lfloor" else "\\rceil")
+            return sp.floor(e) if name == "lfloor" else sp.ceiling(e)
         if name == "{":  # \{ as a plain bracket
             e = self.expr()
             self.expect("\\}")
