@@ -127,7 +127,7 @@ def visible_text(text: str) -> str:
     if "%" in text:
         text = _TEX_COMMENT.sub("", text)
     text = _drop_groups(text, _INVISIBLE_GROUP)
-    if any(ord(c) > 127 for c in text):
+    if not text.isascii():
         # zero-width and bidirectional controls change what renders without showing
         text = re.sub("[\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]", "\u2063", text)
     return text

@@ -560,7 +560,7 @@ def is_number_answer(pred: str, gold: str) -> bool:
     if not _readable(gold, pred):
         return False
     p = render_fonts(_normalize(pred))
-    p = _drop_names("", p)[1]
+    p = re.sub(r"\((-?\d+)\)", r"\1", _drop_names("", p)[1])  # (1)/(2) is a fraction as written
     p, unit, ok = _with_unit(pred, p)
     n = _parse_number(p, strict=True) if ok else None
     if n is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 
@@ -32,32 +33,36 @@ def _replace_unicode(s: str) -> str:
     return s.replace("∅", "\\emptyset ")
 
 
+@functools.lru_cache(maxsize=16384)
 def _basic_clean(s: str) -> str:
-    """Spacing, delimiters and spelling variants that never change the value."""
-    s = _replace_unicode(s.strip())
+    """Spacing, delimiters and spelling variants that never change the value (cached: golds repeat)."""
+    s = s.strip() if s.isascii() else _replace_unicode(s.strip())
     s = s.replace("\\$", "").replace("$", "").replace("\\(", "").replace("\\)", "").replace("\\[", "").replace("\\]", "")
-    s = re.sub(r"\\(?:displaystyle|textstyle|limits)", "", s)
-    s = re.sub(r",\s*\\!\s*(?=\d{3})", ",", s)  # 10,\! 080: a thousands separator
     s = s.replace("{,}", ",")  # 1{,}000
-    s = re.sub(r"\\left\s*\.|\\right\s*\.", "", s)
-    s = re.sub(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])", "", s)
-    s = re.sub(r"(?<!\\)\\[!,;: ]|~", lambda m: "" if m.group(0) in ("\\!", "\\,") else " ", s)
-    s = re.sub(r"\\[dtc]frac", r"\\frac", s)
-    s = re.sub(r"\\dbinom|\\tbinom", r"\\binom", s)
-    s = re.sub(r"\\(?:leqslant|leq)(?![a-zA-Z])", r"\\le", s)
-    s = re.sub(r"\\(?:geqslant|geq)(?![a-zA-Z])", r"\\ge", s)
-    s = re.sub(r"\\neq(?![a-zA-Z])", r"\\ne", s)
-    s = re.sub(r"\\varnothing|\\\{\s*\\\}|\\O(?![a-zA-Z])", r"\\emptyset", s)
-    s = re.sub(r"\\mathbb\s*\{?R\}?|\\R(?![a-zA-Z])", r"(-\\infty,\\infty)", s)
-    s = re.sub(r"\\(?:mid|vert)(?![a-zA-Z])", "|", s)
-    s = re.sub(r"^\\\{\s*[A-Za-z]\s*(?:\\in\s*\(-\\infty,\\infty\)\s*)?(?:\||:)\s*(.*)\\\}$", r"\1", s)  # set-builder
-    s = re.sub(r"(\d*)\.(\d*)\\overline\s*\{(\d+)\}", _repeating, s)
-    s = s.replace("\\%", "%").replace("\\$", "")
-    s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|\\degree|\\circ", "", s)
-    s = re.sub(r"_\{\s*([A-Za-z0-9]+)\s*\}", r"_\1", s)
-    s = re.sub(r"\s+", " ", s).strip()
-    s = s.rstrip(".").strip()
-    return s
+    if "\\" in s:  # most answers are plain numbers: skip the LaTeX rewrites for them
+        s = re.sub(r"\\(?:displaystyle|textstyle|limits)", "", s)
+        s = re.sub(r",\s*\\!\s*(?=\d{3})", ",", s)  # 10,\! 080: a thousands separator
+        s = re.sub(r"\\left\s*\.|\\right\s*\.", "", s)
+        s = re.sub(r"\\(?:left|right|big|Big|bigg|Bigg)(?![a-zA-Z])", "", s)
+        s = re.sub(r"(?<!\\)\\[!,;: ]|~", lambda m: "" if m.group(0) in ("\\!", "\\,") else " ", s)
+        s = re.sub(r"\\[dtc]frac", r"\\frac", s)
+        s = re.sub(r"\\dbinom|\\tbinom", r"\\binom", s)
+        s = re.sub(r"\\(?:leqslant|leq)(?![a-zA-Z])", r"\\le", s)
+        s = re.sub(r"\\(?:geqslant|geq)(?![a-zA-Z])", r"\\ge", s)
+        s = re.sub(r"\\neq(?![a-zA-Z])", r"\\ne", s)
+        s = re.sub(r"\\varnothing|\\\{\s*\\\}|\\O(?![a-zA-Z])", r"\\emptyset", s)
+        s = re.sub(r"\\mathbb\s*\{?R\}?|\\R(?![a-zA-Z])", r"(-\\infty,\\infty)", s)
+        s = re.sub(r"\\(?:mid|vert)(?![a-zA-Z])", "|", s)
+        s = re.sub(r"^\\\{\s*[A-Za-z]\s*(?:\\in\s*\(-\\infty,\\infty\)\s*)?(?:\||:)\s*(.*)\\\}$", r"\1", s)  # set-builder
+        s = re.sub(r"(\d*)\.(\d*)\\overline\s*\{(\d+)\}", _repeating, s)
+        s = s.replace("\\%", "%").replace("\\$", "")
+        s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|\\degree|\\circ", "", s)
+    elif "~" in s:
+        s = s.replace("~", " ")
+    if "_{" in s:
+        s = re.sub(r"_\{\s*([A-Za-z0-9]+)\s*\}", r"_\1", s)
+    s = " ".join(s.split())
+    return s.rstrip(".").strip()
 
 
 def _repeating(m: re.Match) -> str:
@@ -76,6 +81,7 @@ _FONT_CMD = (r"\\(?:text|textbf|textit|textrm|textsf|texttt|textnormal|mbox|hbox
              r"mathsf|mathtt|mathnormal|boldsymbol|bm|pmb|rm|bf|it)")
 
 
+@functools.lru_cache(maxsize=16384)
 def render_fonts(s: str) -> str:
     """Font and text commands replaced by what they render: ``3\\mathbf{4}`` is ``34``,
     ``\\text{3}`` is ``3``, ``7^{\\text{th}}`` is ``7`` (an ordinal), ``5 percent`` is ``5%``."""

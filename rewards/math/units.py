@@ -9,6 +9,7 @@ for plain magnitude words, scaled.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -97,6 +98,7 @@ def _one_unit(words: str, power: Optional[str]) -> Optional[Unit]:
     return Unit("noun:" + " ".join(x.rstrip("s") for x in ws), Fraction(1), p)
 
 
+@functools.lru_cache(maxsize=16384)
 def split_unit(s: str) -> tuple[str, Optional[Unit]]:
     """(head, unit) for ``<head> <unit>``: 1-4 words after the last digit, brace or percent sign.
 
