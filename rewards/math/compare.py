@@ -10,9 +10,16 @@ from rewards.math.extract import _from_boxed
 from rewards.math.latex import _FUNCS, _parse, _sympy
 from rewards.math.limits import MAX_ANSWER_CHARS, MAX_DEPTH, MAX_OPS
 from rewards.math.limits import Refused as _Refused
-from rewards.math.normalise import _TEXT_CMD, KNOWN_UNICODE, _normalize, _unwrap_text, render_fonts
-from rewards.math.units import QUALIFIER, Unit, magnitude, split_unit, units_agree
+from rewards.math.normalise import (
+    _TEXT_CMD,
+    KNOWN_UNICODE,
+    _normalize,
+    _unwrap_text,
+    render_fonts,
+)
 from rewards.math.numbers import _Num, _numbers_match, _parse_number
+from rewards.math.units import QUALIFIER, Unit, magnitude, split_unit, units_agree
+
 
 def _numerically_nonzero(sp, d) -> bool:
     """True when ``d`` is shown to be nonzero by evaluating it (used only to *reject*)."""

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from rewards.boxes import DEFAULT_ORDER, FinalAnswer, _drop_full_stop, _tidy, final_answer, last_box
+from rewards.boxes import (
+    DEFAULT_ORDER,
+    FinalAnswer,
+    _drop_full_stop,
+    _tidy,
+    final_answer,
+    last_box,
+)
 
 __all__ = ["DEFAULT_ORDER", "extract_answer", "read_final"]
 

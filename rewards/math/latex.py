@@ -6,7 +6,13 @@ import functools
 import re
 from fractions import Fraction
 
-from rewards.math.limits import MAX_ANSWER_CHARS, MAX_DEPTH, MAX_FACTORIAL, MAX_POW_BITS, MAX_SYMBOLIC_EXPONENT
+from rewards.math.limits import (
+    MAX_ANSWER_CHARS,
+    MAX_DEPTH,
+    MAX_FACTORIAL,
+    MAX_POW_BITS,
+    MAX_SYMBOLIC_EXPONENT,
+)
 from rewards.math.limits import Refused as _Refused
 
 _TOKEN = re.compile(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import re
 
-
 _UNICODE = {
     "≥": r"\ge ", "≤": r"\le ", "≠": r"\ne ", "×": r"\times ", "·": r"\cdot ", "÷": "/",
     "π": r"\pi ", "−": "-", "–": "-", "∞": r"\infty ", "∪": r"\cup ", "±": r"\pm ",

@@ -6,7 +6,13 @@ import time
 
 import pytest
 
-from rewards.boxes import brace_matches, final_answer, find_boxes, last_box, visible_text
+from rewards.boxes import (
+    brace_matches,
+    final_answer,
+    find_boxes,
+    last_box,
+    visible_text,
+)
 from rewards.format import boxed_format
 from rewards.math import extract_answer, math_answer
 from rl_reason.data import parse_answer
