@@ -28,7 +28,7 @@ def _replace_unicode(s: str) -> str:
         s = s.replace(k, v)
     for k, v in _VULGAR.items():
         if k in s:  # 5½ is five and a half; ½ alone is a half
-            s = re.sub(r"(\d)\s*" + k, lambda m: m.group(1) + " " + v, s).replace(k, "\\frac{" + v.replace("/", "}{") + "}")
+            s = re.sub(r"(\d)\s*" + k, lambda m, v=v: m.group(1) + " " + v, s).replace(k, "\\frac{" + v.replace("/", "}{") + "}")
     return s.replace("∅", "\\emptyset ")
 
 
