@@ -14,11 +14,12 @@ touches sympy:
    objects and compared symbolically.
 
 Layers, one module each: ``extract`` (the final answer), ``normalise``, ``numbers`` (the Fraction
-fast path), ``latex`` (the parser), ``compare`` (structures, words, sympy), ``checker`` (``math_answer``).
+fast path), ``units``, ``latex`` (the parser), ``compare`` (structures, words, sympy), ``checker``
+(``math_answer``), ``judge`` (``math_judge``). Boxes are read by :mod:`rewards.boxes`.
 
 Why our own parser and not latex2sympy2_extended (what math-verify parses with): on the 7,880
 gold/rewrite/near-miss pairs of ``bench/math.py`` this module agreed with the labels on all of
-them at ~17x math-verify's checks per second, where math-verify missed 4; and our parser can only
+them at well over 10x math-verify's checks per second (bench/math.py), where math-verify missed 4; and our parser can only
 build a fixed set of sympy objects, so no path leads from model text to ``parse_expr``.
 
 Safety: model text is never handed to ``eval``, ``exec``, ``sympify`` or ``parse_expr``; the parser
@@ -27,7 +28,9 @@ deep nesting and very long strings are refused cheaply (not equivalent). The har
 timeout is the runner's job (worker processes), so nothing here uses signals.
 
 Decimals are read as exact rationals, so ``3.14`` is never equal to ``\\pi``; a decimal gold
-written to k places also accepts a rational prediction that rounds to it at k places.
+written to k >= 2 places also accepts a prediction that rounds to it at k places; a gold with one
+place or none is exact (0.54 is not 0.5). Units are compared (rewards.math.units), and the
+hacking classes a policy could use are refused (docs/REWARDS.md, tests/rewards/math_hacks.py).
 """
 
 from __future__ import annotations
