@@ -12,7 +12,13 @@ kind of pair), checks per second in one process for each, and ours through the r
 pool.
 
     .venv/bin/python bench/math.py [--gsm8k 600] [--workers 4]
-Last line: math: ours_acc=<a> mv_acc=<b> ours_cps=<x> mv_cps=<y> speedup=<x/y>
+Then the labelled hacking set (tests/rewards/math_hacks.py) and the hard-equivalence set
+(tests/rewards/math_recall.py), each for ours and math-verify, and the slowest single check.
+
+Last lines:
+  math: ours_acc=<a> mv_acc=<b> ours_cps=<x> mv_cps=<y> speedup=<x/y>
+  hacks: ours_false_pay=<n>/<N> ours_recall=<k>/<K> mv_false_pay=<n>/<N> mv_recall=<k>/<K> worst_ms=<t>
+  recall: ours=<k>/<K> ours_false=<n>/<N> mv=<k>/<K> mv_false=<n>/<N>
 """
 
 from __future__ import annotations
@@ -228,6 +234,45 @@ def report_errors(name: str, got: list[bool], pairs, show: int = 3) -> None:
             print(f"          gold={gold!r}  pred={pred!r}")
 
 
+def hack_figures(mv) -> str:
+    """False pays on the hacking set, recall on its honest rows, and the slowest check (ms)."""
+    from tests.rewards.math_hacks import HACKS, HONEST
+
+    hacks = [(g, t) for rows in HACKS.values() for g, t in rows]
+    worst = 0.0
+    ours_paid = 0
+    for g, t in hacks:
+        t0 = time.perf_counter()
+        ours_paid += ours(g, t)
+        worst = max(worst, time.perf_counter() - t0)
+    ours_honest = sum(ours(g, t) for g, t in HONEST)
+    # math-verify on the cost class can run for minutes: only the rest is scored for it
+    cheap = [(g, t) for cls, rows in HACKS.items() if not cls.startswith("9") for g, t in rows]
+    mv_paid = sum(mv(g, t) for g, t in cheap)
+    mv_honest = sum(mv(g, t) for g, t in HONEST)
+    by_class = {cls: sum(ours(g, t) for g, t in rows) for cls, rows in HACKS.items()}
+    print("\nhacks paid by class (ours):", ", ".join(f"{c}: {n}/{len(HACKS[c])}" for c, n in by_class.items()))
+    return (
+        f"hacks: ours_false_pay={ours_paid}/{len(hacks)} ours_recall={ours_honest}/{len(HONEST)} "
+        f"mv_false_pay={mv_paid}/{len(cheap)} mv_recall={mv_honest}/{len(HONEST)} worst_ms={worst * 1000:.0f}"
+    )
+
+
+def recall_figures(mv) -> str:
+    from tests.rewards.math_recall import ALL
+
+    pos = [(g, p) for g, p, lab in ALL if lab]
+    neg = [(g, p) for g, p, lab in ALL if not lab]
+
+    def count(check, rows):
+        return sum(check(g, completion(p)) for g, p in rows)
+
+    return (
+        f"recall: ours={count(ours, pos)}/{len(pos)} ours_false={count(ours, neg)}/{len(neg)} "
+        f"mv={count(mv, pos)}/{len(pos)} mv_false={count(mv, neg)}/{len(neg)}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gsm8k", type=int, default=600, help="GSM8K test golds to use")
@@ -255,10 +300,13 @@ def main() -> None:
     print(f"{f'ours (runner, {args.workers} workers)':28s} {accuracy(pool_got, pairs):7.4f} {pool_cps:10.0f}")
     report_errors("ours", ours_got, pairs)
     report_errors("math-verify", mv_got, pairs)
+    hacks_line, recall_line = hack_figures(mv), recall_figures(mv)
     print(
         f"math: ours_acc={ours_acc:.4f} mv_acc={mv_acc:.4f} ours_cps={ours_cps:.0f} "
         f"mv_cps={mv_cps:.0f} speedup={ours_cps / mv_cps:.1f}"
     )
+    print(hacks_line)
+    print(recall_line)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ ENTRY_POINT_GROUP = "rl_reason.rewards"
 # and one checker's heavy imports (sympy) do not load for another's use.
 _BUILTIN: dict[str, str] = {
     "math_answer": "rewards.math:math_answer",
+    "math_judge": "rewards.math.judge:math_judge",
     "code_tests": "rewards.code:code_tests",
     "think_format": "rewards.format:think_format",
     "boxed_format": "rewards.format:boxed_format",

@@ -13,7 +13,7 @@ import re
 from functools import lru_cache
 from typing import Any, Mapping, Optional
 
-from rewards import RewardResult
+from rewards import RewardResult, boxes
 
 __all__ = ["think_format", "boxed_format", "last_boxed", "find_boxes", "is_number_answer"]
 
@@ -78,60 +78,15 @@ def think_format(
 
 # ----------------------------------------------------------------------------- boxes
 
-_BOX_CMDS = ("\\boxed", "\\fbox")
-
-
 def find_boxes(text: str) -> list[str]:
-    """Contents of every complete ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces balanced),
-    in order. ``\\boxed 5`` (no braces) counts as a box holding ``5``. Unclosed boxes are skipped."""
-    out: list[str] = []
-    i = 0
-    n = len(text)
-    while True:
-        starts = [(text.find(cmd, i), cmd) for cmd in _BOX_CMDS]
-        starts = [(p, c) for p, c in starts if p >= 0]
-        if not starts:
-            return out
-        pos, cmd = min(starts)
-        j = pos + len(cmd)
-        if j < n and text[j].isalpha():  # \boxedfoo is another command
-            i = j
-            continue
-        while j < n and text[j] == " ":
-            j += 1
-        if j < n and text[j] == "{":
-            depth, k = 0, j
-            while k < n:
-                ch = text[k]
-                if ch == "\\" and k + 1 < n:  # skip escaped characters such as \{ and \}
-                    k += 2
-                    continue
-                if ch == "{":
-                    depth += 1
-                elif ch == "}":
-                    depth -= 1
-                    if depth == 0:
-                        break
-                k += 1
-            if k >= n:  # unclosed
-                i = j + 1
-                continue
-            out.append(text[j + 1 : k])
-            i = k + 1
-        else:
-            m = re.match(r"[^\s$]+", text[j:])
-            if m and cmd == "\\boxed" and j > pos + len(cmd):
-                out.append(m.group(0))
-                i = j + m.end()
-            else:
-                i = j
-    return out
+    """Contents of every complete ``\\boxed{...}`` / ``\\fbox{...}``, in order, as
+    :func:`rewards.boxes.find_boxes` reads them (the one box reader every checker uses)."""
+    return [b.content for b in boxes.find_boxes(text)]
 
 
 def last_boxed(text: str) -> Optional[str]:
     """The content of the last complete box, or None."""
-    boxes = find_boxes(text)
-    return boxes[-1] if boxes else None
+    return boxes.last_box(text)
 
 
 _SIGN = r"(?:[+\-\u2212]\s*)?"
@@ -196,12 +151,15 @@ def boxed_format(
     text = completion
     if after_think and _CLOSE in text:
         text = text.rsplit(_CLOSE, 1)[1]
-    boxes = find_boxes(text)
-    if not boxes:
+    hidden = boxes.hidden_reason(text)
+    if hidden:
+        return _fail(hidden)
+    found = find_boxes(boxes.visible_text(text))  # a box the reader cannot see is no box
+    if not found:
         return _fail("no box")
-    if max_boxes is not None and len(boxes) > int(max_boxes):
-        return _fail("too many boxes", boxes=len(boxes))
-    content = boxes[-1]
+    if max_boxes is not None and len(found) > int(max_boxes):
+        return _fail("too many boxes", boxes=len(found))
+    content = found[-1]
     if not content.strip():
         return _fail("empty box")
     if pattern is not None:

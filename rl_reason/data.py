@@ -50,39 +50,12 @@ class PromptRecord:
 
 
 def _last_boxed(text: str) -> Optional[str]:
-    """Contents of the last ``\\boxed{...}`` (braces may nest), or None."""
-    start = text.rfind("\\boxed")
-    while start != -1:
-        i = start + len("\\boxed")
-        while i < len(text) and text[i] == " ":
-            i += 1
-        if i < len(text) and text[i] == "{":
-            depth, j = 0, i
-            while j < len(text):
-                if text[j] == "{":
-                    depth += 1
-                elif text[j] == "}":
-                    depth -= 1
-                    if depth == 0:
-                        return text[i + 1 : j].strip()
-                j += 1
-        start = text.rfind("\\boxed", 0, start)
-    return None
+    """Contents of the last ``\\boxed{...}``, read by ``rewards.boxes`` (the one box reader every
+    checker uses, so a gold and a completion are read alike), or None."""
+    from rewards.boxes import last_box
 
-
-def _boxed_answer(text: str) -> Optional[str]:
-    try:  # the rewards package owns answer extraction; fall back to our own brace matcher
-        from rewards.math import extract_answer
-    except ImportError:
-        extract_answer = None
-    if extract_answer is not None and "\\boxed" in text:
-        try:
-            got = extract_answer(text)
-        except Exception:  # a checker-side bug must not lose the row
-            got = None
-        if isinstance(got, str) and got.strip():
-            return got.strip()
-    return _last_boxed(text)
+    got = last_box(text)
+    return got.strip() if got is not None else None
 
 
 def parse_answer(value: Any, answer_format: str = "auto") -> Optional[str]:
@@ -101,7 +74,7 @@ def parse_answer(value: Any, answer_format: str = "auto") -> Optional[str]:
             return None
         out = text.rsplit("####", 1)[1].strip().replace(",", "")
     elif fmt == "boxed":
-        out = _boxed_answer(text)
+        out = _last_boxed(text)
     elif fmt == "plain":
         out = text.strip()
     else:

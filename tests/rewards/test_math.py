@@ -73,7 +73,9 @@ def test_non_strings_and_empty_are_not_equivalent():
     "text,expected",
     [
         ("so the result is \\boxed{42}.", "42"),
-        ("first \\boxed{1} then \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+        ("first \\boxed{1} then \\boxed{\\frac{1}{2}}", None),  # a run of different boxes hedges
+        ("first \\boxed{1}. Wait, that is wrong: \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),  # retracted
+        ("\\boxed{\\frac{1}{2}} so again \\boxed{0.5}", "0.5"),  # one answer written twice
         ("\\boxed{\\left( 3, \\frac{\\pi}{2} \\right)}", "\\left( 3, \\frac{\\pi}{2} \\right)"),
         ("nested \\boxed{\\frac{\\sqrt{3}}{\\{2\\}}}", "\\frac{\\sqrt{3}}{\\{2\\}}"),
         ("\\fbox{7}", "7"),
@@ -196,7 +198,11 @@ def test_numeric_only_refuses_an_unevaluated_expression():
     from rewards.math import math_answer
 
     fields = {"answer": "14"}
-    assert math_answer(r"\boxed{9 + 5}", fields).correct is True  # equal as mathematics
+    assert math_answer(r"\boxed{9 + 5}", fields).correct is False  # the default for a numeric gold
+    assert math_answer(r"\boxed{9 + 5}", fields).info["reason"] == "not a number"
+    assert math_answer(r"\boxed{9 + 5}", fields, numeric_only=False).correct is True  # equal as mathematics
     assert math_answer(r"\boxed{9 + 5}", fields, numeric_only=True).correct is False
     assert math_answer(r"\boxed{14}", fields, numeric_only=True).correct is True
     assert math_answer(r"\boxed{15}", fields, numeric_only=True).correct is False
+    # a non-numeric gold keeps comparing expressions
+    assert math_answer(r"\boxed{(x+1)^2}", {"answer": "x^2+2x+1"}).correct is True
