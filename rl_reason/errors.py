@@ -37,3 +37,8 @@ class CheckpointError(RLReasonError):
 
 class EngineError(RLReasonError):
     """A rollout engine cannot start or generate (bad options for the device, OOM, server down)."""
+
+
+class RunStoppedError(RLReasonError):
+    """The run stopped itself rather than waste compute (train.max_bad_steps bad steps in a
+    row: non-finite numbers or a checker failing on most samples). Checkpoints are kept."""
