@@ -81,6 +81,10 @@ def _train(cfg, run_dir: Path, *, resume=None, overwrite: bool = False, recipe: 
     from rl_reason import runs
     from rl_reason.trainer import Trainer
 
+    if not cfg.logging.progress:  # the libraries' own bars too, before anything loads
+        from rl_reason.tracking import quiet_library_progress
+
+        quiet_library_progress()
     created = False
     if resume is not None:
         runs.record_config(run_dir, cfg)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Optional
 
 from rl_reason.config import RunConfig
-from rl_reason.errors import ConfigError
+from rl_reason.errors import ConfigError, DataError
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 PEEK_ROWS = 20  # rows read to check the columns
@@ -64,6 +64,12 @@ def peek_rows(path: Path, n: int = PEEK_ROWS) -> list[dict]:
 
 
 def _columns(path: Path, key: str, source: str) -> set:
+    from rl_reason.data import check_data_file  # the same file check the loader runs
+
+    try:
+        check_data_file(path)
+    except DataError as exc:
+        raise _fail(key, str(exc), source) from None
     try:
         rows = peek_rows(path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:

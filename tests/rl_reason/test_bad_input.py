@@ -31,6 +31,7 @@ def cli(args, *, cwd, env=None, pythonpath=None, timeout=240):
     full_env = dict(os.environ)
     full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [str(p) for p in pythonpath or []])
     full_env.pop("HF_HUB_OFFLINE", None)
+    full_env.pop("RL_REASON_PROGRESS", None)  # these tests read the progress line
     full_env.update(env or {})
     t0 = time.monotonic()
     out = subprocess.run(
@@ -122,7 +123,7 @@ TABLE = [
     ("hub_dataset_unreachable", ["train", TINY, "--dry-run", "data.source=nobody-here/no-set"], 2,
      "data.source='nobody-here/no-set': the hub (127.0.0.1) is not reachable",
      {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": "{tmp}/hf", "HF_DATASETS_CACHE": "{tmp}/ds"}),
-    ("resume_with_param_typo", ["resume", "{good}", checkers('{name: regex, params: {mod: fraction, pattern: x}}')], 2,
+    ("resume_with_param_typo", ["resume", "{good}", "train.steps=4", checkers('{name: regex, params: {mod: fraction, pattern: x}}')], 2,
      "unknown param 'mod' for checker 'regex' (did you mean 'mode'?)", {}),
     # the run starts, then stops itself: the checker is the recipe's, the exit code is 1
     ("huge_reward", ["train", TINY, "--run-dir", "{run}", *QUICK, "train.steps=6", "checkpoint.keep_last=3",
@@ -229,7 +230,7 @@ def test_libraries_progress_bars_are_quiet_without_progress(tmp_path):
     """Point 14: logging.progress=false silences transformers' and datasets' own bars."""
     path = tmp_path / "d.jsonl"
     path.write_text("".join(json.dumps({"q": f"What is {i} + 1?", "a": str(i + 1)}) + "\n" for i in range(8)))
-    out = cli(["train", TINY, "--run-dir", tmp_path / "run", *QUICK, "train.steps=1",
+    out = cli(["train", TINY, "--run-dir", tmp_path / "run", *QUICK, "train.steps=1", "logging.progress=false",
                f"data.source={path}", "data.prompt_field=q", "data.fields={answer: a}"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     text = out.stdout + out.stderr
