@@ -97,7 +97,7 @@ class RolloutConfig:
 
 @dataclass
 class AlgorithmConfig:
-    name: str = "grpo"  # grpo | dr_grpo | rloo | ppo | reinforce_pp
+    name: str = "grpo"  # a registered algorithm (rl_reason/algorithms/registry.py)
     epochs: int = 1  # update passes over each batch (old log-probs are stored when > 1)
     clip_low: float = 0.2
     clip_high: float = 0.2  # > clip_low is DAPO clip-higher
@@ -220,7 +220,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.template": ("chat", "plain"),
     "rollout.engine": ("hf", "vllm", "server"),
     "rollout.sync": ("hotload", "merge"),
-    "algorithm.name": ("grpo", "dr_grpo", "rloo", "ppo", "reinforce_pp"),
     "algorithm.loss_agg": ("auto", "token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"),
     "algorithm.kl_estimator": ("k1", "k2", "k3"),
     "rewards.on_error": ("zero", "none"),
@@ -418,6 +417,10 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
     for path, allowed in CHOICES.items():
         if values[path] not in allowed:
             raise bad(path, f"{values[path]!r} is not one of: {', '.join(allowed)}")
+    from rl_reason.algorithms import registry  # the registered algorithms are the choices
+
+    if cfg.algorithm.name not in registry.names():
+        raise bad("algorithm.name", f"{cfg.algorithm.name!r} is not one of: {', '.join(registry.names())}")
 
     positive = [
         "lora.r", "lora.alpha", "rollout.prompts_per_step", "rollout.num_generations",
@@ -443,7 +446,7 @@ def validate(cfg: RunConfig, source: str = "<config>") -> None:
         raise bad("rollout.top_p", f"must be in (0, 1], got {cfg.rollout.top_p}")
     if cfg.lora.dropout >= 1:
         raise bad("lora.dropout", f"must be < 1, got {cfg.lora.dropout}")
-    if cfg.algorithm.name in ("grpo", "dr_grpo", "rloo") and cfg.rollout.num_generations < 2:
+    if registry.get(cfg.algorithm.name).needs_groups and cfg.rollout.num_generations < 2:
         raise bad(
             "rollout.num_generations",
             f"{cfg.algorithm.name} compares completions within a group, so it needs >= 2, "
