@@ -8,8 +8,11 @@ cursor, every rank's RNG state, tracker state, best eval so far).
 
 from __future__ import annotations
 
+import json
+import logging
 import math
 import os
+import shutil
 import random
 import signal
 import sys
@@ -152,3 +155,35 @@ def load(trainer, ckpt: Path) -> dict:
     trainer.start_step = int(state["step"])
     trainer.best = dict(state.get("best") or {})
     return state.get("tracker") or {}
+
+
+def keep_best(trainer, step: int, eval_metrics: dict) -> None:
+    """checkpoint.keep_best: keep the adapter of the best evaluation in RUN_DIR/best_adapter.
+
+    The metric is maximised; a ``min:`` prefix minimises it. The best value so far is part
+    of the checkpoint, so a resumed run keeps comparing against it.
+    """
+    spec = trainer.cfg.checkpoint.keep_best
+    if not spec:
+        return
+    lower = spec.startswith("min:")
+    key = spec[4:] if lower else spec
+    if key not in eval_metrics:
+        if trainer.dist.is_main and eval_metrics:
+            logging.getLogger("rl_reason").warning("checkpoint.keep_best: %r is not among the eval metrics (%s)", key, ", ".join(sorted(eval_metrics)))
+        return
+    value = float(eval_metrics[key])
+    old = trainer.best.get("value")
+    better = old is None or (value < old if lower else value > old)
+    if not better:
+        return
+    trainer.best = {"step": step, "value": value, "metric": key}
+    if trainer.dist.is_main:
+        target = trainer.run_dir / "best_adapter"
+        tmp = trainer.run_dir / ".best_adapter.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        trainer.policy.save_adapter(tmp)
+        (tmp / "best.json").write_text(json.dumps(trainer.best, indent=1))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    trainer.dist.barrier()

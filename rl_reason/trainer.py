@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -69,7 +67,9 @@ class Trainer:
 
         # data
         self.records = data.load_records(cfg.data, seed=cfg.train.seed)
-        self.eval_records = self._eval_records(data)
+        from rl_reason.evaluate import training_eval_set
+
+        self.eval_records, self.eval_scorer = training_eval_set(cfg, data)
         self.sampler = data.PromptSampler(
             self.records, cfg.rollout.prompts_per_step, seed=cfg.train.seed, shuffle=cfg.data.shuffle
         )
@@ -150,37 +150,7 @@ class Trainer:
             share_prompt=cfg.train.share_prompt and dist.world == 1 and not cfg.model.gradient_checkpointing,
         )
 
-    # ------------------------------------------------------------------ data helpers
-    def _eval_records(self, data) -> list:
-        cfg = self.cfg
-        self.eval_scorer = None  # None: the run's own checkers grade the evaluation
-        if cfg.eval.data:
-            # a named set (gsm8k, math500, ...) or a file, graded by that set's checkers and
-            # prompted with the set's own template: the training template may ask for a
-            # different answer form
-            from rewards.runner import Scorer
-
-            from rl_reason.eval_sets import load_eval_set
-
-            es = load_eval_set(
-                cfg.eval.data, limit=cfg.eval.limit, template=cfg.data.template,
-                system_prompt=cfg.data.system_prompt,
-            )
-            self.eval_scorer = Scorer(
-                es.checker_specs(), timeout_s=es.timeout_s, workers=cfg.rewards.workers,
-                on_error=cfg.rewards.on_error,
-            )
-            return es.records
-        if cfg.data.source.startswith("synthetic:"):
-            recs = data.load_records(cfg.data, seed=cfg.train.seed, held_out=True)
-        else:
-            try:
-                recs = data.load_records(cfg.data, seed=cfg.train.seed, split=cfg.eval.split)
-            except Exception as exc:  # no held-out split: evaluation is skipped, not fatal
-                log.warning("no evaluation set (%s); eval/* metrics are skipped", exc)
-                return []
-        return recs[: cfg.eval.limit]
-
+    # ------------------------------------------------------------------ helpers
     def _prompt_ids(self, records) -> list[list[int]]:
         from rl_reason.data import tokenize_prompts
 
@@ -190,31 +160,11 @@ class Trainer:
         if self.dist.is_main:
             (self.tracker.print if self.tracker else print)(msg)
 
-    # ------------------------------------------------------------------ evaluation
     def evaluate(self) -> dict[str, float]:
-        """Greedy held-out accuracy, with the run's own checkers."""
-        if not self.eval_records:
-            return {}
-        recs = self.eval_records[self.dist.rank :: self.dist.world]
-        max_new = self.cfg.eval.max_new_tokens or self.cfg.rollout.max_new_tokens
-        sampling = SamplingParams(max_new_tokens=max_new, greedy=True, stop=tuple(self.cfg.rollout.stop))
-        # a sharded base needs every rank in every forward, prompts or not
-        rollouts = self.engine.generate(self._prompt_ids(recs), 1, sampling) if recs or self.dist.sharded else []
-        scorer = self.eval_scorer or self.scorer
-        scores = scorer.score(
-            [r.completion_text for r in rollouts], [recs[r.prompt_index].fields for r in rollouts]
-        )
-        correct = [bool(c) for c in scores.correct]
-        sums = self.dist.sum(
-            [sum(correct), len(correct), sum(scores.total), sum(len(r.completion_ids) for r in rollouts)]
-        )
-        n = max(sums[1], 1)
-        return {
-            "eval/accuracy": sums[0] / n,
-            "eval/reward_mean": sums[2] / n,
-            "eval/len_mean": sums[3] / n,
-            "eval/n": sums[1],
-        }
+        """Greedy held-out accuracy (rl_reason.evaluate.evaluate_in_training)."""
+        from rl_reason.evaluate import evaluate_in_training
+
+        return evaluate_in_training(self)
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
@@ -394,35 +344,7 @@ class Trainer:
         self.dist.barrier()
 
     def _keep_best(self, step: int, eval_metrics: dict[str, float]) -> None:
-        """checkpoint.keep_best: keep the adapter of the best evaluation in RUN_DIR/best_adapter.
-
-        The metric is maximised; a ``min:`` prefix minimises it. The best value so far is part
-        of the checkpoint, so a resumed run keeps comparing against it.
-        """
-        spec = self.cfg.checkpoint.keep_best
-        if not spec:
-            return
-        lower = spec.startswith("min:")
-        key = spec[4:] if lower else spec
-        if key not in eval_metrics:
-            if self.dist.is_main and eval_metrics:
-                log.warning("checkpoint.keep_best: %r is not among the eval metrics (%s)", key, ", ".join(sorted(eval_metrics)))
-            return
-        value = float(eval_metrics[key])
-        old = self.best.get("value")
-        better = old is None or (value < old if lower else value > old)
-        if not better:
-            return
-        self.best = {"step": step, "value": value, "metric": key}
-        if self.dist.is_main:
-            target = self.run_dir / "best_adapter"
-            tmp = self.run_dir / ".best_adapter.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.policy.save_adapter(tmp)
-            (tmp / "best.json").write_text(json.dumps(self.best, indent=1))
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(tmp, target)
-        self.dist.barrier()
+        train_state.keep_best(self, step, eval_metrics)
 
     def _print_resume_hint(self, step: int) -> None:
         self.say(
