@@ -253,7 +253,7 @@ def actor_step(lr: Learner, mbs: Sequence[MicroBatch], frozen: Frozen, counts: C
         out["rollout/logprob_diff_mean"] = acc.sums["rollout/logprob_diff_mean"] / max(counts.valid_local, 1.0)
         out["rollout/logprob_diff_max"] = acc.diff_max
     out["policy/grad_norm"] = grad_norm
-    out["policy/micro_batches"] = float(len(mbs))
+    out["policy/micro_batches"] = float(sum(not t.padding for t in mbs))  # padding ones left out
     return out
 
 
