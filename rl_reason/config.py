@@ -141,17 +141,15 @@ AnswerFormat = Literal["auto", "gsm8k", "boxed", "plain"]
 Template = Literal["chat", "plain"]
 EngineName = Literal["hf", "vllm", "server"]
 SyncMode = Literal["hotload", "merge"]
-AlgorithmName = Literal["grpo", "dr_grpo", "rloo", "ppo", "reinforce_pp"]
+# algorithm.name is any name in the algorithm registry (rl_reason/algorithms/registry.py): the
+# registry, not a list here, says which exist, so a registered algorithm needs no config edit
+AlgorithmName = str
 LossAgg = Literal["auto", "token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm"]
 KLEstimator = Literal["k1", "k2", "k3"]
 OnError = Literal["zero", "none"]
 LRSchedule = Literal["constant", "linear", "cosine"]
 WandbMode = Literal["offline", "online", "disabled"]
 SyntheticOp = Literal["+", "-", "*"]
-
-# algorithms whose baseline compares the completions of one prompt's group
-GROUP_ALGORITHMS = ("grpo", "dr_grpo", "rloo")
-
 
 def choices(tp: Any) -> tuple:
     """The allowed values of a Literal type (``choices(Template) == ("chat", "plain")``)."""
@@ -399,7 +397,8 @@ class AlgorithmConfig(Section):
         doc="`grpo` (group mean/std baseline), `dr_grpo` (no std, constant length normaliser), "
         "`rloo` (leave-one-out baseline), `reinforce_pp` (REINFORCE++: per-token returns "
         "whitened over the batch), `ppo` (a LoRA critic on the shared base, GAE). See "
-        "\"Choosing an algorithm\" below.",
+        "\"Choosing an algorithm\" below. Any algorithm registered in "
+        "`rl_reason/algorithms/registry.py` is accepted.",
         resume_safe=False,
     )
     epochs: int = setting(
@@ -714,7 +713,12 @@ class RunConfig(Section):
 
     def validate(self, at: str = "") -> None:
         """Checks that span sections."""
-        if self.algorithm.name in GROUP_ALGORITHMS and self.rollout.num_generations < 2:
+        from rl_reason.algorithms import registry  # the registered algorithms are the choices
+
+        names = registry.names()
+        if self.algorithm.name not in names:
+            raise self.invalid(at, "algorithm.name", f"{self.algorithm.name!r} is not one of: {', '.join(names)}")
+        if registry.get(self.algorithm.name).needs_groups and self.rollout.num_generations < 2:
             raise self.invalid(
                 at, "rollout.num_generations",
                 f"{self.algorithm.name} compares completions within a group, so it needs >= 2, "

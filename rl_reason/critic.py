@@ -164,6 +164,8 @@ def _separate_base(model_cfg: ModelConfig, peft_cfg, device: torch.device):
 
 def critic_for(policy, cfg) -> Optional[Critic]:
     """The run's critic when the algorithm needs one (PPO), else None."""
-    if cfg.algorithm.name != "ppo":
+    from rl_reason.algorithms import registry
+
+    if not registry.get(cfg.algorithm.name).needs_critic:
         return None
     return attach_critic(policy, cfg.model, cfg.lora, cfg.critic, seed=cfg.train.seed)

@@ -189,12 +189,11 @@ def load_eval_policy(model: str, adapter: Optional[str], *, device: str, dtype: 
     """The base model frozen in eval mode, with the adapter attached when one is given."""
     from rl_reason.config import ModelConfig
     from rl_reason.model_zoo import resolve_model
-    from rl_reason.policy import Policy, load_base, load_tokenizer, pick_device
+    from rl_reason.policy import Policy, check_dtype, load_base, load_tokenizer, pick_device
 
     dev = pick_device(device)
     dtype = resolve_dtype(dtype, dev.type)
-    if dev.type == "cpu" and dtype == "float16":
-        raise ConfigError("--dtype float16 is not supported on the CPU; use float32 or bfloat16")
+    check_dtype(dtype, dev.type, "--dtype")
     path = resolve_model(model)
     tokenizer = load_tokenizer(path, trust_remote_code)
     model_cfg = ModelConfig(name=model, dtype=dtype, trust_remote_code=trust_remote_code)

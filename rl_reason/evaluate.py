@@ -106,3 +106,63 @@ def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     for key in ("tokens_mean", "tokens_median", "extract_fail_rate"):
         out[key] = float(metrics[key])
     return out
+
+
+# --------------------------------------------------------------------------- during training
+
+
+def training_eval_set(cfg, data) -> tuple[list, Any]:
+    """The held-out records of ``eval.every`` / ``at_start`` / ``at_end``, and the scorer
+    that grades them (None: the run's own checkers)."""
+    import logging
+
+    if cfg.eval.data:
+        # a named set (gsm8k, math500, ...) or a file, graded by that set's checkers and
+        # prompted with the set's own template: the training template may ask for a
+        # different answer form
+        from rewards.runner import Scorer
+
+        from rl_reason.eval_sets import load_eval_set
+
+        es = load_eval_set(
+            cfg.eval.data, limit=cfg.eval.limit, template=cfg.data.template, system_prompt=cfg.data.system_prompt
+        )
+        scorer = Scorer(
+            es.checker_specs(), timeout_s=es.timeout_s, workers=cfg.rewards.workers, on_error=cfg.rewards.on_error
+        )
+        return es.records, scorer
+    if cfg.data.source.startswith("synthetic:"):
+        recs = data.load_records(cfg.data, seed=cfg.train.seed, held_out=True)
+    else:
+        try:
+            recs = data.load_records(cfg.data, seed=cfg.train.seed, split=cfg.eval.split)
+        except Exception as exc:  # no held-out split: evaluation is skipped, not fatal
+            logging.getLogger("rl_reason").warning("no evaluation set (%s); eval/* metrics are skipped", exc)
+            return [], None
+    return recs[: cfg.eval.limit], None
+
+
+def evaluate_in_training(trainer) -> dict[str, float]:
+    """Greedy held-out accuracy on this rank's share of the eval records, summed over ranks:
+    ``eval/accuracy``, ``eval/reward_mean``, ``eval/len_mean``, ``eval/n``."""
+    from rl_reason.rollout import SamplingParams
+
+    cfg, dist = trainer.cfg, trainer.dist
+    if not trainer.eval_records:
+        return {}
+    recs = trainer.eval_records[dist.rank :: dist.world]
+    max_new = cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens
+    sampling = SamplingParams(max_new_tokens=max_new, greedy=True, stop=tuple(cfg.rollout.stop))
+    # a sharded base needs every rank in every forward, prompts or not
+    rollouts = trainer.engine.generate(trainer._prompt_ids(recs), 1, sampling) if recs or dist.sharded else []
+    scorer = trainer.eval_scorer or trainer.scorer
+    scores = scorer.score([r.completion_text for r in rollouts], [recs[r.prompt_index].fields for r in rollouts])
+    correct = [bool(c) for c in scores.correct]
+    sums = dist.sum([sum(correct), len(correct), sum(scores.total), sum(len(r.completion_ids) for r in rollouts)])
+    n = max(sums[1], 1)
+    return {
+        "eval/accuracy": sums[0] / n,
+        "eval/reward_mean": sums[2] / n,
+        "eval/len_mean": sums[3] / n,
+        "eval/n": sums[1],
+    }

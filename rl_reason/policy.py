@@ -14,7 +14,7 @@ from typing import Iterator, Optional
 import torch
 
 from rl_reason.config import LoraConfig, ModelConfig
-from rl_reason.errors import ModelError
+from rl_reason.errors import ConfigError, ModelError
 
 log = logging.getLogger("rl_reason")
 
@@ -235,6 +235,12 @@ def load_base(model_cfg: ModelConfig, path: str, device: torch.device):
     return base
 
 
+def check_dtype(dtype: str, device_type: str, name: str = "model.dtype") -> None:
+    """The one "no float16 on the CPU" rule (training, eval and serve all ask it)."""
+    if device_type == "cpu" and dtype == "float16":
+        raise ConfigError(f"{name} float16 is not supported on the CPU; use float32 or bfloat16")
+
+
 def load_policy(
     model_cfg: ModelConfig, lora_cfg: LoraConfig, seed: int, device: Optional[torch.device] = None
 ) -> Policy:
@@ -249,8 +255,7 @@ def load_policy(
 
     hub.require(path, repo_type="model", key="model.name", error=ModelError)
     device = device if device is not None else pick_device(model_cfg.device)
-    if device.type == "cpu" and model_cfg.dtype == "float16":
-        raise ModelError("model.dtype float16 is not supported on the CPU; use float32 or bfloat16")
+    check_dtype(model_cfg.dtype, device.type)
     tokenizer = load_tokenizer(path, model_cfg.trust_remote_code)
     base = load_base(model_cfg, path, device)
     if base.generation_config is not None and base.generation_config.pad_token_id is None:

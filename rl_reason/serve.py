@@ -111,10 +111,9 @@ def command_for_recipe(cfg, host: str, port: int) -> tuple[list[str], dict[str, 
 
     path = resolve_model(cfg.model.name)
     gpu = on_gpu(cfg.model.device)
-    if not gpu and cfg.model.dtype == "float16":
-        from rl_reason.errors import ConfigError
+    from rl_reason.policy import check_dtype
 
-        raise ConfigError("model.dtype float16 is not supported on the CPU; use float32 or bfloat16")
+    check_dtype(cfg.model.dtype, "cuda" if gpu else "cpu")
     return serve_command(
         path,
         cfg.lora.r,

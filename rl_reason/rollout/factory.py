@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from rl_reason.config import RolloutConfig
+from rl_reason.distributed import Dist, Lockstep
 from rl_reason.errors import ConfigError
 
 
-def make_engine(rollout_cfg: RolloutConfig, policy, run_dir: Path, lockstep=None):
+def make_engine(rollout_cfg: RolloutConfig, policy, run_dir: Path, lockstep: Optional[Lockstep] = None, dist: Optional[Dist] = None):
     """The engine for ``rollout_cfg.engine``, sampling from ``policy``'s live adapter.
 
-    ``lockstep`` (the trainer's Dist) is given when the base is sharded (train.fsdp).
+    ``lockstep`` (the trainer's Dist) is given when the base is sharded (train.fsdp); ``dist``
+    tells the server engine its rank and the number of processes.
     """
     if rollout_cfg.engine == "hf":
         from rl_reason.rollout.hf import HFEngine
@@ -29,7 +32,7 @@ def make_engine(rollout_cfg: RolloutConfig, policy, run_dir: Path, lockstep=None
     if rollout_cfg.engine == "server":
         from rl_reason.rollout.server import ServerEngine
 
-        return ServerEngine(policy, rollout_cfg, run_dir)
+        return ServerEngine(policy, rollout_cfg, run_dir, dist=dist)
     raise ConfigError(
         f"rollout.engine: {rollout_cfg.engine!r} is not one of hf, vllm, server"
     )

@@ -9,22 +9,23 @@ the CPU than unmerged LoRA, and finished rows leave the batch as they end (``_sa
 from __future__ import annotations
 
 import contextlib
-from typing import Sequence
+from typing import Optional, Sequence
 
 import torch
 
+from rl_reason.distributed import Lockstep
 from rl_reason.errors import EngineError
 from rl_reason.rollout import Rollout, SamplingParams
 
 
 class HFEngine:
     """``lockstep``: under FSDP (rl_reason.sharding) every forward is a collective, so each
-    rank must run as many forwards as the others. Given an object with ``max(x)`` and
-    ``all_true(flag)`` over ranks (the trainer's Dist), the engine runs the same number of
+    rank must run as many forwards as the others. Given a ``Lockstep`` (rl_reason.distributed;
+    the trainer's Dist), the engine runs the same number of
     batches on every rank (empty ones where a rank has fewer prompts) and decodes until every
     rank's rows are done. Merging is off then: the base weights are shards."""
 
-    def __init__(self, policy, batch_size: int = 64, merge_for_generation: bool = True, lockstep=None):
+    def __init__(self, policy, batch_size: int = 64, merge_for_generation: bool = True, lockstep: Optional[Lockstep] = None):
         self.policy = policy
         self.batch_size = batch_size
         self.lockstep = lockstep

@@ -119,14 +119,6 @@ class Server:
         return EngineError(f"vLLM server {self.url}: {what}: {exc}")
 
 
-def _rank_world() -> tuple[int, int]:
-    """This process's rank and the number of processes (torchrun / accelerate set these)."""
-    try:
-        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        return 0, 1
-
-
 def _same_model(served: str, wanted: str) -> bool:
     if served == wanted:
         return True
@@ -137,7 +129,8 @@ def _same_model(served: str, wanted: str) -> bool:
 
 
 class ServerEngine:
-    def __init__(self, policy, rollout_cfg, run_dir: Optional[Path] = None):
+    def __init__(self, policy, rollout_cfg, run_dir: Optional[Path] = None, dist=None):
+        # dist: the trainer's rl_reason.distributed.Dist (rank and world), None for one process
         if not rollout_cfg.servers:
             raise EngineError(
                 "rollout.engine=server needs rollout.servers (base URLs of vllm servers, e.g. "
@@ -150,7 +143,7 @@ class ServerEngine:
         self.adapter = facts["adapter"]
         self.watch = AdapterWatch(policy, self.adapter)
         urls = list(rollout_cfg.servers)
-        rank, world = _rank_world()
+        rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
         if world > 1 and len(urls) >= world:
             urls = urls[rank::world]  # each training process gets its own servers
         self.servers = [Server(u, float(rollout_cfg.server_timeout_s)) for u in urls]

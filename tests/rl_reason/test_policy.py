@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from rl_reason.policy import load_policy
@@ -114,3 +115,13 @@ def test_shared_prompt_logprobs_and_grads_equal_the_plain_path(tiny_policy):
     gb = torch.autograd.grad((b * m).sum(), params)
     assert max((x - y).abs().max().item() for x, y in zip(ga, gb)) < 1e-4
     assert max(x.abs().max().item() for x in ga) > 0.1  # the comparison is not between zeros
+
+
+def test_no_float16_on_the_cpu_is_one_rule_with_one_error():
+    from rl_reason.errors import ConfigError
+    from rl_reason.policy import check_dtype
+
+    check_dtype("float16", "cuda")
+    check_dtype("bfloat16", "cpu")
+    with pytest.raises(ConfigError, match="--dtype float16 is not supported on the CPU"):
+        check_dtype("float16", "cpu", "--dtype")

@@ -98,7 +98,7 @@ def test_collate_left_pads_prompts_right_pads_completions():
         loss_masks=[[1.0, 1.0, 1.0], [1.0]],
     )
     t = collate(b, [0, 1], pad_id=0, device="cpu")
-    assert t["input_ids"].tolist() == [[0, 1, 2, 6, 7, 8], [3, 4, 5, 9, 0, 0]]
-    assert t["attention_mask"].tolist() == [[0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]
-    assert t["mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-    assert t["completion_len"] == 3
+    assert t.input_ids.tolist() == [[0, 1, 2, 6, 7, 8], [3, 4, 5, 9, 0, 0]]
+    assert t.attention_mask.tolist() == [[0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]
+    assert t.mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert t.completion_len == 3

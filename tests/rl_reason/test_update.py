@@ -145,7 +145,7 @@ def test_kl_is_against_the_adapter_switched_off(tmp_path):
         lp = t._logprobs(t.policy.model, mb)[0]
         with t.policy.reference():
             ref = t._logprobs(t.policy.model, mb)[0]
-    want = float((algorithms.kl_estimate(lp, ref, "k3") * mb["mask"]).sum() / mb["mask"].sum())
+    want = float((algorithms.kl_estimate(lp, ref, "k3") * mb.mask).sum() / mb.mask.sum())
     second, _ = t.update(rolls, ADV, keep, step=2)
     assert want > 1e-4
     assert second["policy/kl"] == pytest.approx(want, rel=1e-3)
