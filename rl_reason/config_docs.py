@@ -87,7 +87,12 @@ def _rows(cls: type, prefix: str) -> list[str]:
             rows += _rows(tp, path + ".")
             continue
         meta = field_meta(f)
-        cells = (_code(path), _default(f), _values(f, tp), "may change" if meta.resume_safe else "fixed", meta.doc)
+        values = _values(f, tp)
+        if path == "algorithm.name":  # the registry's names are its choices
+            from rl_reason.algorithms import registry
+
+            values = ", ".join(_code(n) for n in registry.names())
+        cells = (_code(path), _default(f), values, "may change" if meta.resume_safe else "fixed", meta.doc)
         rows.append("| " + " | ".join(_cell(c) for c in cells) + " |")
         item = typing.get_args(tp)[0] if typing.get_origin(tp) is list else None
         if item is not None and dataclasses.is_dataclass(item):
