@@ -224,15 +224,15 @@ def vllm_eval_factory():
     dtype, seed, max_model_len)`` returns a RolloutEngine that samples from base (+ adapter).
     """
     try:
-        import vllm  # noqa: F401
+        from rl_reason.rollout import vllm_engine
+    except ImportError as exc:
+        raise ConfigError("--engine vllm: this build's vLLM engine is not available; use --engine hf") from exc
+    try:  # rollout/ is the one importer of vllm
+        vllm_engine.import_vllm()
     except Exception as exc:
         raise ConfigError(
             "--engine vllm: the vllm package is not available here (install vllm on a GPU machine); use --engine hf"
         ) from exc
-    try:
-        from rl_reason.rollout import vllm_engine
-    except ImportError as exc:
-        raise ConfigError("--engine vllm: this build's vLLM engine is not available; use --engine hf") from exc
     factory = getattr(vllm_engine, "eval_engine", None)
     if factory is None:
         raise ConfigError(

@@ -7,7 +7,8 @@ from typing import Any, Mapping, Optional, Sequence
 
 from rewards import RewardResult
 from rewards.math.compare import equivalent, gold_number, is_number_answer
-from rewards.math.extract import _from_boxed, read_final
+from rewards.boxes import last_box as _from_boxed
+from rewards.math.extract import read_final
 
 
 def gold_answer(value: Any) -> Optional[str]:

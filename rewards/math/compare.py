@@ -6,7 +6,7 @@ import re
 from fractions import Fraction
 from typing import Optional
 
-from rewards.math.extract import _from_boxed
+from rewards.boxes import last_box as _from_boxed
 from rewards.math.latex import _FUNCS, _parse, _sympy
 from rewards.math.limits import MAX_ANSWER_CHARS, MAX_DEPTH, MAX_OPS
 from rewards.math.limits import Refused as _Refused
