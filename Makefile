@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: setup demo test test-slow test-vllm bench lint docs clean
+.PHONY: setup demo test test-slow test-vllm bench lint format docs clean
 
 setup: $(STAMP)
 
@@ -57,8 +57,14 @@ bench: setup
 docs: setup
 	$(PY) -m rl_reason.config_docs > docs/RECIPES.md
 
+# ruff's rules and line length are in pyproject.toml; `make format` applies the formatter
 lint: setup
-	$(PY) -m compileall -q rl_reason rewards bench tests
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

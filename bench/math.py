@@ -149,7 +149,11 @@ def near_misses(gold: str) -> list[tuple[str, str]]:
         flip = {"(": "[", "[": "(", ")": "]", "]": ")"}
         out.append(("bracket_flip", f"{flip[iv.group(1)]}{iv.group(2)},{iv.group(3)}{iv.group(4)}"))
     items = [x.strip() for x in gold.split(",")]
-    if len(items) > 2 and not re.fullmatch(r"\d{1,3}(?:,\d{3})+", gold) and not any(c in gold for c in "()[]{}!"):
+    if (
+        len(items) > 2
+        and not re.fullmatch(r"\d{1,3}(?:,\d{3})+", gold)
+        and not any(c in gold for c in "()[]{}!")
+    ):
         out.append(("list_item_dropped", ", ".join(items[:-1])))
     if re.fullmatch(r"\d+\\sqrt\{?\d+\}?", gold):
         k, r = re.findall(r"\d+", gold)
@@ -251,7 +255,9 @@ def hack_figures(mv) -> str:
     mv_paid = sum(mv(g, t) for g, t in cheap)
     mv_honest = sum(mv(g, t) for g, t in HONEST)
     by_class = {cls: sum(ours(g, t) for g, t in rows) for cls, rows in HACKS.items()}
-    print("\nhacks paid by class (ours):", ", ".join(f"{c}: {n}/{len(HACKS[c])}" for c, n in by_class.items()))
+    print(
+        "\nhacks paid by class (ours):", ", ".join(f"{c}: {n}/{len(HACKS[c])}" for c, n in by_class.items())
+    )
     return (
         f"hacks: ours_false_pay={ours_paid}/{len(hacks)} ours_recall={ours_honest}/{len(HONEST)} "
         f"mv_false_pay={mv_paid}/{len(cheap)} mv_recall={mv_honest}/{len(HONEST)} worst_ms={worst * 1000:.0f}"

@@ -39,9 +39,14 @@ def child(shared: bool, steps: int, out: Path) -> None:
     cfg = load_config(
         RECIPE,
         [
-            f"train.steps={steps}", f"critic.shared_base={str(shared).lower()}",
-            "eval.at_start=false", "eval.at_end=false", "logging.plot=false",
-            "logging.progress=false", "checkpoint.every=0", "rewards.workers=0",
+            f"train.steps={steps}",
+            f"critic.shared_base={str(shared).lower()}",
+            "eval.at_start=false",
+            "eval.at_end=false",
+            "logging.plot=false",
+            "logging.progress=false",
+            "checkpoint.every=0",
+            "rewards.workers=0",
         ],
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -49,10 +54,14 @@ def child(shared: bool, steps: int, out: Path) -> None:
         weights_mb = _weight_mb([trainer.policy.model, trainer.critic.model, trainer.critic.value_head])
         trainer.run()
         rows = [json.loads(x) for x in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
-    out.write_text(json.dumps({
-        "value_loss": [r.get("critic/value_loss") for r in rows if r["step"] > 0],
-        "weights_mb": weights_mb,
-    }))
+    out.write_text(
+        json.dumps(
+            {
+                "value_loss": [r.get("critic/value_loss") for r in rows if r["step"] > 0],
+                "weights_mb": weights_mb,
+            }
+        )
+    )
 
 
 def _weight_mb(modules) -> float:
@@ -71,7 +80,16 @@ def run(shared: bool, steps: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "r.json"
         proc = subprocess.Popen(
-            [sys.executable, __file__, "--child", "shared" if shared else "separate", "--steps", str(steps), "--out", str(out)],
+            [
+                sys.executable,
+                __file__,
+                "--child",
+                "shared" if shared else "separate",
+                "--steps",
+                str(steps),
+                "--out",
+                str(out),
+            ],
             env=dict(os.environ, PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false"),
         )
         _, status, usage = os.wait4(proc.pid, 0)

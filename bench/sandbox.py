@@ -57,8 +57,15 @@ def score(code: str, row: dict) -> bool:
 
 def mutate(solution: str) -> str | None:
     """A plausible near-miss: flip one comparison or shift one small constant."""
-    for old, new in ((" < ", " <= "), (" > ", " >= "), (" == ", " != "), ("+ 1", "+ 2"),
-                     ("- 1", "- 2"), (" <= ", " < "), (" >= ", " > ")):
+    for old, new in (
+        (" < ", " <= "),
+        (" > ", " >= "),
+        (" == ", " != "),
+        ("+ 1", "+ 2"),
+        ("- 1", "- 2"),
+        (" <= ", " < "),
+        (" >= ", " > "),
+    ):
         if old in solution:
             return solution.replace(old, new, 1)
     return None
@@ -69,8 +76,7 @@ def plain_run(program: str, argv: list[str]) -> bool:
         fh.write(program)
         path = fh.name
     try:
-        proc = subprocess.run(argv + [path], stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=10)
+        proc = subprocess.run(argv + [path], stdin=subprocess.DEVNULL, capture_output=True, timeout=10)
         return proc.returncode == 0
     except subprocess.TimeoutExpired:
         return False
@@ -120,13 +126,16 @@ def main() -> None:
     mut = [(i, rows[i]["prompt"] + m) for i, m in mutated if m is not None]
     res, _ = timed_map(lambda im: score(im[1], rows[im[0]]), mut)
     survivors = [rows[mut[k][0]]["task_id"] for k, r in enumerate(res) if r]
-    print(f"broken[mutant]: failed={len(mut) - len(survivors)}/{len(mut)} (mutants the tests "
-          f"cannot tell apart: {survivors})")
+    print(
+        f"broken[mutant]: failed={len(mut) - len(survivors)}/{len(mut)} (mutants the tests "
+        f"cannot tell apart: {survivors})"
+    )
 
     # Throughput: canonical solutions, timed rounds, the two sides alternating round by round
     # (so a change in the machine's load falls on both).
-    programs = [solutions[i] + "\n\n" + rows[i]["test"] + f"\n\ncheck({rows[i]['entry_point']})\n"
-                for i in range(n)]
+    programs = [
+        solutions[i] + "\n\n" + rows[i]["test"] + f"\n\ncheck({rows[i]['entry_point']})\n" for i in range(n)
+    ]
     fast_argv = [sys.executable, "-I", "-S"]
     plain_ok, _ = timed_map(lambda i: plain_run(programs[i], fast_argv), range(n))
     dt = dt_plain = 0.0
@@ -136,8 +145,10 @@ def main() -> None:
     ours = n * args.rounds / dt
     plain = n * args.rounds / dt_plain
     _, dt_site = timed_map(lambda i: plain_run(programs[i], [sys.executable]), range(n))
-    print(f"plain subprocess: passed={sum(plain_ok)}/{n}; `python -I -S` {plain:.1f}/s, "
-          f"`python` {n / dt_site:.1f}/s")
+    print(
+        f"plain subprocess: passed={sum(plain_ok)}/{n}; `python -I -S` {plain:.1f}/s, "
+        f"`python` {n / dt_site:.1f}/s"
+    )
     print(f"verdicts: canonical passed={passed}/{n}, broken failed={broken_failed}/{broken_total}")
     print(f"sandbox: passed={passed}/{n} programs_per_s={ours:.1f} plain_per_s={plain:.1f}")
 

@@ -54,8 +54,8 @@ def overrides(steps: int) -> list[str]:
 
 
 def load_cfg(steps: int):
-    from rl_reason.demo import DEMO_RECIPE
     from rl_reason.config import load_config
+    from rl_reason.demo import DEMO_RECIPE
 
     return load_config(DEMO_RECIPE, overrides(steps))
 
@@ -102,9 +102,7 @@ def child_trl(steps: int, out: Path, best: bool) -> dict:
     records = data.load_records(cfg.data, seed=cfg.train.seed)
     sampler = data.PromptSampler(records, PROMPTS, seed=cfg.train.seed, shuffle=cfg.data.shuffle)
     ordered = [r for _ in range(steps) for r in sampler.next_batch()]  # our exact prompt order
-    ds = Dataset.from_list(
-        [{"prompt": r.messages, "answer": r.fields["answer"]} for r in ordered]
-    )
+    ds = Dataset.from_list([{"prompt": r.messages, "answer": r.fields["answer"]} for r in ordered])
     funcs, weights = [], []
     for c in cfg.rewards.checkers:
         f = for_trl(rewards.resolve(c.name), **c.params)
@@ -132,8 +130,12 @@ def child_trl(steps: int, out: Path, best: bool) -> dict:
     )
     if best:
         # one generation batch of 64 and one forward/backward over it per optimizer step
-        extra = dict(per_device_train_batch_size=PROMPTS * GENS, gradient_accumulation_steps=1,
-                     steps_per_generation=1, disable_dropout=True)
+        extra = dict(
+            per_device_train_batch_size=PROMPTS * GENS,
+            gradient_accumulation_steps=1,
+            steps_per_generation=1,
+            disable_dropout=True,
+        )
     else:
         # TRL's default micro-batch (8 completions), accumulated to 8 prompts x 8 per step
         extra = dict(per_device_train_batch_size=8, gradient_accumulation_steps=PROMPTS)
@@ -153,8 +155,13 @@ def child_trl(steps: int, out: Path, best: bool) -> dict:
 
     timer = Timer()
     trainer = GRPOTrainer(
-        model=model, reward_funcs=funcs, args=args, train_dataset=ds,
-        processing_class=tok, peft_config=peft_cfg, callbacks=[timer],
+        model=model,
+        reward_funcs=funcs,
+        args=args,
+        train_dataset=ds,
+        processing_class=tok,
+        peft_config=peft_cfg,
+        callbacks=[timer],
     )
     trainer.train()
     logs = [h for h in trainer.state.log_history if "reward" in h]

@@ -91,7 +91,11 @@ def known_names() -> list[str]:
 
 def _import_error(module_name: str, path: str, exc: BaseException) -> UnknownCheckerError:
     """One line for any exception raised while importing a checker module."""
-    if isinstance(exc, ModuleNotFoundError) and exc.name and module_name.split(".")[0] == exc.name.split(".")[0]:
+    if (
+        isinstance(exc, ModuleNotFoundError)
+        and exc.name
+        and module_name.split(".")[0] == exc.name.split(".")[0]
+    ):
         return UnknownCheckerError(
             f"cannot import module {module_name!r} for checker {path!r}: no module named "
             f"{exc.name!r} on the module search path; set PYTHONPATH to the directory that holds "
@@ -110,17 +114,14 @@ def _import_error(module_name: str, path: str, exc: BaseException) -> UnknownChe
             where = f" ({own[-1].filename}, line {own[-1].lineno})"
     text = " ".join(text.split()) or "(no message)"
     return UnknownCheckerError(
-        f"cannot import module {module_name!r} for checker {path!r}: "
-        f"{type(exc).__name__}: {text}{where}"
+        f"cannot import module {module_name!r} for checker {path!r}: {type(exc).__name__}: {text}{where}"
     )
 
 
 def _import_path(path: str) -> Checker:
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
-        raise UnknownCheckerError(
-            f"checker path {path!r} must look like 'package.module:function'"
-        )
+        raise UnknownCheckerError(f"checker path {path!r} must look like 'package.module:function'")
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # SyntaxError, NameError, ... in the user's module: one line
@@ -163,7 +164,12 @@ def module_search_path(name: str, fn: Checker) -> Optional[str]:
 _KWARGS_PARAMS: dict[str, tuple[str, ...]] = {
     "rewards.math:math_answer": ("order", "numeric_only"),
     "rewards.code:code_tests": (
-        "cpu_s", "memory_mb", "file_size_mb", "open_files", "processes", "output_bytes",
+        "cpu_s",
+        "memory_mb",
+        "file_size_mb",
+        "open_files",
+        "processes",
+        "output_bytes",
     ),
 }
 
@@ -195,9 +201,7 @@ def check_params(fn: Checker, params: Mapping[str, Any], name: Any = None) -> No
                 close = difflib.get_close_matches(given, sorted(allowed), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 takes = ", ".join(sorted(allowed)) or "no params"
-                raise ValueError(
-                    f"unknown param {given!r} for checker {label!r}{hint}; it takes: {takes}"
-                )
+                raise ValueError(f"unknown param {given!r} for checker {label!r}{hint}; it takes: {takes}")
     for p in own:
         if p.default is p.empty and p.name not in params:
             raise ValueError(f"checker {label!r} needs param {p.name!r} (no default); add it to params")
@@ -234,6 +238,4 @@ def as_result(value: Union[float, int, bool, None, RewardResult]) -> Optional[Re
         return RewardResult(float(value), correct=value)
     if isinstance(value, (int, float)):
         return RewardResult(float(value))
-    raise TypeError(
-        f"a checker must return float, None or RewardResult, not {type(value).__name__}"
-    )
+    raise TypeError(f"a checker must return float, None or RewardResult, not {type(value).__name__}")

@@ -75,7 +75,9 @@ _MACRO_DEF = re.compile(
     r"require|unicode|href|html\w*|style|class|cssId)(?![A-Za-z])"
 )
 _WHITE = r"(?:white|transparent|none|invisible|#?f{3}(?:f{3})?\b|#?F{3}(?:F{3})?\b|1\s*,\s*1\s*,\s*1|255\s*,\s*255\s*,\s*255)"
-_HIDDEN_COLOUR = re.compile(r"\\(?:color|textcolor|colorbox|pagecolor)\s*(?:\[[^\]]*\])?\s*\{\s*" + _WHITE, re.I)
+_HIDDEN_COLOUR = re.compile(
+    r"\\(?:color|textcolor|colorbox|pagecolor)\s*(?:\[[^\]]*\])?\s*\{\s*" + _WHITE, re.I
+)
 _HIDDEN_HTML = re.compile(
     r"display\s*:\s*none|visibility\s*:\s*hidden|opacity\s*:\s*0(?:\.0*)?\b|font-size\s*:\s*0|"
     r"color\s*:\s*" + _WHITE + r"|<[a-z][^>]*\shidden\b|<(?:script|style|template)\b",
@@ -101,7 +103,9 @@ _DROP = re.compile(
 )
 # a LaTeX comment: an unescaped % that does not follow a number (50% is a percentage)
 _TEX_COMMENT = re.compile(r"(?<![\\\d])(?<!\d\s)%[^\n]*")
-_INVISIBLE_GROUP = re.compile(r"\\(?:phantom|hphantom|vphantom|cancel|bcancel|xcancel|sout|st|xout|strike)\s*\{")
+_INVISIBLE_GROUP = re.compile(
+    r"\\(?:phantom|hphantom|vphantom|cancel|bcancel|xcancel|sout|st|xout|strike)\s*\{"
+)
 
 
 def _drop_groups(text: str, pattern: re.Pattern) -> str:
@@ -303,7 +307,9 @@ def final_answer(
         elif name in _STRATEGIES:
             cands = [c for c in _claims(vis, _STRATEGIES[name]) if _tidy(c[0])]
         else:
-            raise ValueError(f"unknown extraction strategy {name!r}; known: {sorted(('boxed', *_STRATEGIES))}")
+            raise ValueError(
+                f"unknown extraction strategy {name!r}; known: {sorted(('boxed', *_STRATEGIES))}"
+            )
         if cands:
             if name == "boxed" and not any(c[0].strip() for c in cands):
                 continue

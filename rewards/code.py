@@ -26,8 +26,7 @@ from rewards import sandbox as _sandbox
 
 __all__ = ["extract_code", "code_tests", "outputs_match"]
 
-_FENCE = re.compile(r"(?m)^[ \t]*```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)",
-                    re.S)
+_FENCE = re.compile(r"(?m)^[ \t]*```[ \t]*([A-Za-z0-9_+.-]*)[^\n]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.S)
 _PY_TAGS = {"python", "py", "python3", "py3", "pycon"}
 _THINK_END = "</think>"
 
@@ -94,8 +93,18 @@ def _io_cases(raw) -> list:
 
 
 def _limits(params: Mapping[str, Any]) -> _sandbox.Limits:
-    keys = ("timeout_s", "cpu_s", "memory_mb", "file_size_mb", "open_files", "processes",
-            "output_bytes", "tmp_mb", "shm_mb", "tmp_inodes")
+    keys = (
+        "timeout_s",
+        "cpu_s",
+        "memory_mb",
+        "file_size_mb",
+        "open_files",
+        "processes",
+        "output_bytes",
+        "tmp_mb",
+        "shm_mb",
+        "tmp_inodes",
+    )
     return _sandbox.Limits(**{k: params[k] for k in keys if params.get(k) is not None})
 
 
@@ -125,9 +134,17 @@ def _declared(fields: Mapping[str, Any]) -> Optional[str]:
     return prompt
 
 
-def code_tests(completion: str, fields: Mapping[str, Any], *, block: str = "last",
-               prefix: str = "auto", partial: bool = False, compare: str = "lines",
-               timeout_s: float = 5.0, **params) -> Optional[RewardResult]:
+def code_tests(
+    completion: str,
+    fields: Mapping[str, Any],
+    *,
+    block: str = "last",
+    prefix: str = "auto",
+    partial: bool = False,
+    compare: str = "lines",
+    timeout_s: float = 5.0,
+    **params,
+) -> Optional[RewardResult]:
     """1.0 if the completion's program passes the sample's tests, else 0.0 (``partial=True``:
     the fraction of io cases passed). None when the sample has no tests.
 
@@ -156,8 +173,9 @@ def code_tests(completion: str, fields: Mapping[str, Any], *, block: str = "last
         setup = fields.get("test_setup_code")
         if isinstance(setup, str) and setup.strip():
             tests = setup + "\n" + tests
-        out = _sandbox.run_tests(code, tests, fields.get("entry_point") or None, limits,
-                                 prompt=_declared(fields))
+        out = _sandbox.run_tests(
+            code, tests, fields.get("entry_point") or None, limits, prompt=_declared(fields)
+        )
         info = {"status": out.status, "calls": out.calls, "duration_s": round(out.duration_s, 4)}
         if out.detail:
             info["detail"] = out.detail
@@ -175,17 +193,24 @@ def code_tests(completion: str, fields: Mapping[str, Any], *, block: str = "last
         ok = res.ok and outputs_match(res.stdout, case[1], compare)
         passed += ok
         if not ok and first_fail is None:
-            why = ("timeout" if res.timed_out else "output_limit" if res.output_exceeded
-                   else f"exit {res.exit_code}" if res.exit_code not in (0, None)
-                   else f"signal {res.signal}" if res.signal else "wrong output")
+            why = (
+                "timeout"
+                if res.timed_out
+                else "output_limit"
+                if res.output_exceeded
+                else f"exit {res.exit_code}"
+                if res.exit_code not in (0, None)
+                else f"signal {res.signal}"
+                if res.signal
+                else "wrong output"
+            )
             first_fail = {"case": i, "why": why}
             if res.stderr:
                 first_fail["stderr"] = res.stderr[-1000:]
         if not ok and not partial:
             break
     all_ok = passed == len(cases)
-    info = {"status": "passed" if all_ok else "failed", "cases_passed": passed,
-            "cases": len(cases)}
+    info = {"status": "passed" if all_ok else "failed", "cases_passed": passed, "cases": len(cases)}
     if first_fail:
         info["first_failure"] = first_fail
     score = 1.0 if all_ok else (passed / len(cases) if partial else 0.0)

@@ -61,7 +61,7 @@ def think_format(
         stripped = text.lstrip()
         if not stripped.startswith(_OPEN):
             return _fail("text before <think>")
-        body = stripped[len(_OPEN):]
+        body = stripped[len(_OPEN) :]
         thinking, sep, answer = body.partition(_CLOSE)
         if not sep:  # </think> came before <think>
             return _fail("</think> before <think>")
@@ -77,6 +77,7 @@ def think_format(
 
 
 # ----------------------------------------------------------------------------- boxes
+
 
 def find_boxes(text: str) -> list[str]:
     """Contents of every complete ``\\boxed{...}`` / ``\\fbox{...}``, in order, as

@@ -163,7 +163,9 @@ class VerlScore(_Adapter):
     failed check returns 0.0: verl needs a number.
     """
 
-    def __call__(self, data_source=None, solution_str="", ground_truth=None, extra_info=None, **_ignored) -> float:
+    def __call__(
+        self, data_source=None, solution_str="", ground_truth=None, extra_info=None, **_ignored
+    ) -> float:
         fields: dict[str, Any] = {}
         if isinstance(extra_info, Mapping):
             fields.update(extra_info)
@@ -188,8 +190,13 @@ def for_trl(
     """Wrap a checker (registry name, ``module:function`` or callable) as a TRL GRPOTrainer reward
     function. TRL logs it under ``name`` (default: the checker's name)."""
     return TRLReward(
-        checker, params, answer_key=answer_key, timeout_s=timeout_s, workers=workers,
-        on_error=on_error, name=name,
+        checker,
+        params,
+        answer_key=answer_key,
+        timeout_s=timeout_s,
+        workers=workers,
+        on_error=on_error,
+        name=name,
     )
 
 

@@ -133,9 +133,7 @@ def _normalise_specs(checkers: Iterable[SpecLike]) -> list[CheckerSpec]:
     seen: set[str] = set()
     for s in specs:
         if s.key in seen:
-            raise ValueError(
-                f"metric name {s.key!r} is used by two checkers; give one of them an alias"
-            )
+            raise ValueError(f"metric name {s.key!r} is used by two checkers; give one of them an alias")
         if s.key == "total":
             raise ValueError("'total' is reserved for the weighted sum; give the checker an alias")
         seen.add(s.key)
@@ -230,7 +228,7 @@ def _one_line(tb_text: str) -> str:
     for ln in reversed(lines):
         ln = ln.strip()
         if ln.startswith('File "'):
-            file, _, rest = ln[len('File "'):].partition('"')
+            file, _, rest = ln[len('File "') :].partition('"')
             lineno = rest.split("line ", 1)[-1].split(",", 1)[0].strip()
             where = f" ({file}, line {lineno})"
             break
@@ -364,7 +362,19 @@ def _worker_main(conn, close_conns, checkers, params, ppid, pdeathsig) -> None:
             except (BrokenPipeError, EOFError, OSError):
                 return
             except Exception:  # an info dict that does not pickle
-                conn.send((task, res[0], res[1], res[2], {"unpicklable_info": repr(res[3])[:500]}, res[4], t1 - t0, t1, msg[-1]))
+                conn.send(
+                    (
+                        task,
+                        res[0],
+                        res[1],
+                        res[2],
+                        {"unpicklable_info": repr(res[3])[:500]},
+                        res[4],
+                        t1 - t0,
+                        t1,
+                        msg[-1],
+                    )
+                )
 
 
 class _Worker:
@@ -552,14 +562,17 @@ class Scorer:
         seconds = {a: 0.0 for a in self.aliases}
         printed = {a: 0 for a in self.aliases}
 
-        def record(task: int, st: int, val, flag, info, err: Optional[str], dt: float, out_lines: int = 0) -> None:
+        def record(
+            task: int, st: int, val, flag, info, err: Optional[str], dt: float, out_lines: int = 0
+        ) -> None:
             c = task % k
             alias = self.aliases[c]
             seconds[alias] += dt
             if out_lines:
                 printed[alias] += out_lines
                 self._log_once(
-                    alias, "stdout",
+                    alias,
+                    "stdout",
                     f"printed to stdout; captured, not shown (counted in reward/{alias}/stdout_lines)",
                 )
             status[task] = st
@@ -660,7 +673,7 @@ class Scorer:
             self.restarts += 1
 
         def give_back(w: _Worker, skip_current: bool) -> None:
-            rest = w.chunk[w.done + (1 if skip_current else 0):]
+            rest = w.chunk[w.done + (1 if skip_current else 0) :]
             queue.extendleft(reversed(rest))
             w.chunk = None
             w.done = 0
@@ -710,7 +723,11 @@ class Scorer:
                         w.proc.join(timeout=1.0)
                         task = w.chunk[w.done]
                         record(
-                            task, _ERR, None, None, None,
+                            task,
+                            _ERR,
+                            None,
+                            None,
+                            None,
                             f"worker process died (exit code {w.proc.exitcode}) during this check",
                             0.0,
                         )

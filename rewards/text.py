@@ -18,7 +18,9 @@ def _compile(pattern: str) -> re.Pattern:
     return re.compile(pattern, re.DOTALL)
 
 
-def regex(completion: str, fields: Mapping[str, Any], pattern: str = "", mode: str = "search") -> RewardResult:
+def regex(
+    completion: str, fields: Mapping[str, Any], pattern: str = "", mode: str = "search"
+) -> RewardResult:
     """Score a completion by a regular expression.
 
     mode="search": 1.0 if the pattern occurs anywhere, else 0.0.

@@ -64,7 +64,9 @@ class MicroBatch:
         )
 
 
-def train_batch(rollouts: Sequence[Rollout], advantages: torch.Tensor, keep: torch.Tensor, *, mask_truncated: bool) -> TrainBatch:
+def train_batch(
+    rollouts: Sequence[Rollout], advantages: torch.Tensor, keep: torch.Tensor, *, mask_truncated: bool
+) -> TrainBatch:
     """The kept rollouts as a TrainBatch; a rank that keeps none gets one placeholder row with
     nothing in the loss (it must still join every all-reduce)."""
     idx = [i for i in range(len(rollouts)) if keep[i]]

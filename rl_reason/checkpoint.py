@@ -5,7 +5,8 @@ Layout of a run directory::
     RUN_DIR/checkpoints/step-000010/
         adapter/              peft adapter (loadable with PeftModel.from_pretrained)
         trainer_state.pt      optimizer, scheduler, step, data cursor, RNG, tracker state
-        manifest.json         step, config hash, sha256 of every file (written last)
+        critic.pt             PPO only: the critic's adapter and value head
+        manifest.json         step, config hash, the resolved config, sha256 of every file (written last)
 
 A checkpoint directory without a manifest, or whose files do not match their checksums, is
 never chosen for resume; ``find_latest`` skips it with a warning naming it.
@@ -86,9 +87,7 @@ def save(
     try:
         tmp.mkdir()
         write(tmp)
-        files = {
-            str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
-        }
+        files = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         manifest = {"step": step, "config_hash": config_hash, "files": files, **(extra or {})}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
         _fsync_tree(tmp)
@@ -153,9 +152,7 @@ def find_latest(run_dir: Path) -> Optional[Path]:
     root = checkpoints_dir(run_dir)
     if not root.is_dir():
         return None
-    for ckpt in sorted(
-        (p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX)), reverse=True
-    ):
+    for ckpt in sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith(PREFIX)), reverse=True):
         problem = verify(ckpt)
         if problem is None:
             return ckpt

@@ -151,6 +151,7 @@ LRSchedule = Literal["constant", "linear", "cosine"]
 WandbMode = Literal["offline", "online", "disabled"]
 SyntheticOp = Literal["+", "-", "*"]
 
+
 def choices(tp: Any) -> tuple:
     """The allowed values of a Literal type (``choices(Template) == ("chat", "plain")``)."""
     return typing.get_args(tp)
@@ -178,9 +179,7 @@ class ModelConfig(Section):
         doc="`auto` (CUDA when visible), `cpu` or `cuda`. Under `torchrun`/`accelerate launch` "
         "each process takes its own device.",
     )
-    trust_remote_code: bool = setting(
-        False, doc="Passed to transformers when loading model and tokenizer."
-    )
+    trust_remote_code: bool = setting(False, doc="Passed to transformers when loading model and tokenizer.")
     gradient_checkpointing: bool = setting(
         False, doc="Recompute activations in the backward pass (less memory, ~30% slower)."
     )
@@ -246,9 +245,7 @@ class DataConfig(Section):
     )
     split: str = setting("train", doc="Split used for training (hub ids).", resume_safe=False)
     prompt_field: str = setting("question", doc="Column holding the question.", resume_safe=False)
-    id_field: Optional[str] = setting(
-        None, doc="Column holding a row id; the row index when unset."
-    )
+    id_field: Optional[str] = setting(None, doc="Column holding a row id; the row index when unset.")
     fields: dict[str, str] = setting(
         doc="Checker field name -> column. These reach reward checkers as `fields`; the "
         "`answer` column is parsed per `answer_format`.",
@@ -262,8 +259,7 @@ class DataConfig(Section):
     )
     template: Template = setting(
         "chat",
-        doc="`chat`: the tokenizer's chat template with an optional system turn; `plain`: raw "
-        "text prompt.",
+        doc="`chat`: the tokenizer's chat template with an optional system turn; `plain`: raw text prompt.",
     )
     prompt_template: str = setting(
         "{prompt}",
@@ -284,9 +280,7 @@ class DataConfig(Section):
     limit: Optional[int] = setting(
         None, doc="Use only the first N rows after shuffling.", gt=0, resume_safe=False
     )
-    synthetic: SyntheticConfig = setting(
-        doc="The built-in arithmetic task.", factory=SyntheticConfig
-    )
+    synthetic: SyntheticConfig = setting(doc="The built-in arithmetic task.", factory=SyntheticConfig)
 
     def validate(self, at: str) -> None:
         if "{prompt}" not in self.prompt_template:
@@ -319,7 +313,7 @@ class RolloutConfig(Section):
         resume_safe=False,
     )
     max_new_tokens: int = setting(
-        128, doc="Completion length cap; a completion that hits it is \"truncated\".", gt=0
+        128, doc='Completion length cap; a completion that hits it is "truncated".', gt=0
     )
     temperature: float = setting(
         1.0,
@@ -329,9 +323,7 @@ class RolloutConfig(Section):
     )
     top_p: float = setting(1.0, doc="Nucleus sampling.", gt=0, le=1)
     top_k: int = setting(0, doc="Top-k sampling; 0 is off.", ge=0)
-    stop: list[str] = setting(
-        doc="Stop strings; the completion ends after the first one.", factory=list
-    )
+    stop: list[str] = setting(doc="Stop strings; the completion ends after the first one.", factory=list)
     generation_batch_size: int = setting(
         64,
         doc="Sequences sampled together by the hf engine (rows leave the batch as they finish).",
@@ -348,9 +340,7 @@ class RolloutConfig(Section):
     max_model_len: Optional[int] = setting(
         None, doc="vllm engine: longest prompt + completion (default: the model's).", gt=0
     )
-    sleep_mode: bool = setting(
-        False, doc="vllm engine, GPU only: release vLLM's memory during the update."
-    )
+    sleep_mode: bool = setting(False, doc="vllm engine, GPU only: release vLLM's memory during the update.")
     enforce_eager: bool = setting(
         True,
         doc="vllm engine: no graph capture or compilation at start-up (starts in seconds).",
@@ -362,14 +352,14 @@ class RolloutConfig(Section):
     server_timeout_s: float = setting(300.0, doc="server engine: timeout of one request.", gt=0)
     adapter_dir: Optional[str] = setting(
         None,
-        doc="server engine: directory the servers can read adapters from (default: "
-        "`RUN_DIR/live_adapters`).",
+        doc="server engine: directory the servers can read adapters from (default: `RUN_DIR/live_adapters`).",
     )
 
     def validate(self, at: str) -> None:
         if self.engine == "server" and not self.servers:
             raise self.invalid(
-                at, "servers",
+                at,
+                "servers",
                 "rollout.engine=server needs at least one server URL, e.g. [http://127.0.0.1:8000]",
             )
 
@@ -397,7 +387,7 @@ class AlgorithmConfig(Section):
         doc="`grpo` (group mean/std baseline), `dr_grpo` (no std, constant length normaliser), "
         "`rloo` (leave-one-out baseline), `reinforce_pp` (REINFORCE++: per-token returns "
         "whitened over the batch), `ppo` (a LoRA critic on the shared base, GAE). See "
-        "\"Choosing an algorithm\" below. Any algorithm registered in "
+        '"Choosing an algorithm" below. Any algorithm registered in '
         "`rl_reason/algorithms/registry.py` is accepted.",
         resume_safe=False,
     )
@@ -410,8 +400,7 @@ class AlgorithmConfig(Section):
     clip_low: float = setting(0.2, doc="Lower clip: ratio >= 1 - clip_low.", ge=0)
     clip_high: float = setting(
         0.2,
-        doc="Upper clip: ratio <= 1 + clip_high; larger than clip_low is DAPO's clip-higher "
-        "(e.g. 0.28).",
+        doc="Upper clip: ratio <= 1 + clip_high; larger than clip_low is DAPO's clip-higher (e.g. 0.28).",
         ge=0,
     )
     loss_agg: LossAgg = setting(
@@ -432,9 +421,7 @@ class AlgorithmConfig(Section):
     drop_uniform_groups: bool = setting(
         True, doc="Leave out groups whose rewards are all equal (they carry no signal)."
     )
-    mask_truncated: bool = setting(
-        False, doc="No loss on completions that hit `max_new_tokens`."
-    )
+    mask_truncated: bool = setting(False, doc="No loss on completions that hit `max_new_tokens`.")
     is_cap: float = setting(
         0.0,
         doc="Truncated importance sampling: weight each token by min(exp(trainer log-prob - "
@@ -460,9 +447,7 @@ class CriticConfig(Section):
     """PPO's critic: a second LoRA adapter plus a value head on the same frozen base."""
 
     lr: float = setting(1e-4, doc="Learning rate of the critic adapter and value head.", ge=0)
-    warmup_steps: int = setting(
-        0, doc="Steps at the start that train only the critic.", ge=0
-    )
+    warmup_steps: int = setting(0, doc="Steps at the start that train only the critic.", ge=0)
     value_clip: float = setting(
         0.2, doc="Clip of new values around the old ones in the value loss (0: no clip).", ge=0
     )
@@ -559,16 +544,12 @@ class TrainConfig(Section):
     """The optimisation loop."""
 
     steps: int = setting(20, doc="Training steps (one batch of rollouts each).", gt=0)
-    seed: int = setting(
-        0, doc="Seeds LoRA init, data order and per-step sampling.", resume_safe=False
-    )
+    seed: int = setting(0, doc="Seeds LoRA init, data order and per-step sampling.", resume_safe=False)
     lr: float = setting(1e-4, doc="AdamW learning rate.", gt=0)
     weight_decay: float = setting(0.0, doc="AdamW weight decay.", ge=0)
     max_grad_norm: float = setting(1.0, doc="Gradient clipping norm.", ge=0)
     warmup_steps: int = setting(0, doc="Linear warm-up steps.", ge=0)
-    lr_schedule: LRSchedule = setting(
-        "constant", doc="`constant`, `linear` or `cosine` decay after warm-up."
-    )
+    lr_schedule: LRSchedule = setting("constant", doc="`constant`, `linear` or `cosine` decay after warm-up.")
     micro_batch_tokens: int = setting(
         4096,
         doc="Token budget of one forward/backward; a step's sequences are packed into "
@@ -717,10 +698,13 @@ class RunConfig(Section):
 
         names = registry.names()
         if self.algorithm.name not in names:
-            raise self.invalid(at, "algorithm.name", f"{self.algorithm.name!r} is not one of: {', '.join(names)}")
+            raise self.invalid(
+                at, "algorithm.name", f"{self.algorithm.name!r} is not one of: {', '.join(names)}"
+            )
         if registry.get(self.algorithm.name).needs_groups and self.rollout.num_generations < 2:
             raise self.invalid(
-                at, "rollout.num_generations",
+                at,
+                "rollout.num_generations",
                 f"{self.algorithm.name} compares completions within a group, so it needs >= 2, "
                 f"got {self.rollout.num_generations}",
             )
@@ -887,9 +871,7 @@ def from_dict(data: dict, source: str = "<dict>") -> RunConfig:
     return cfg
 
 
-def load_config(
-    recipe: Union[str, Path, None] = None, overrides: Optional[list[str]] = None
-) -> RunConfig:
+def load_config(recipe: Union[str, Path, None] = None, overrides: Optional[list[str]] = None) -> RunConfig:
     """Read a recipe (or the defaults when None), apply overrides, validate."""
     data = read_recipe(recipe) if recipe is not None else {}
     source = str(recipe) if recipe is not None else "<defaults>"

@@ -99,7 +99,9 @@ class Critic:
             if self.shared:
                 self.model.set_adapter(ACTOR_ADAPTER)
 
-    def values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_len: int) -> torch.Tensor:
+    def values(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_len: int
+    ) -> torch.Tensor:
         """(B, completion_len) values; rows are [left-padded prompt | right-padded completion].
 
         Value t is read at the position that predicts completion token t, i.e. the state
@@ -110,7 +112,9 @@ class Critic:
         """
         backbone = self.model.get_base_model().base_model
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-        kwargs = dict(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+        kwargs = dict(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+        )
         if is_sharded(self.model):
             # FSDP gathers the embeddings and final norm in the root module's forward, which a
             # direct backbone call would skip; read the backbone's output with a hook instead

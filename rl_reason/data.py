@@ -145,7 +145,9 @@ def _decode(index: int, syn: SyntheticConfig, ops: list[str]) -> tuple[str, str]
 _WARNED_SMALL_SPACE: set[tuple] = set()
 
 
-def synthetic_problems(syn: SyntheticConfig, seed: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+def synthetic_problems(
+    syn: SyntheticConfig, seed: int
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
     """(train, held_out) lists of (question, answer); held-out questions never occur in train.
 
     When the operand space holds fewer distinct problems than num_train + num_eval, the
@@ -181,8 +183,15 @@ def synthetic_problems(syn: SyntheticConfig, seed: int) -> tuple[list[tuple[str,
                 "data.synthetic: only %d distinct problems (values %d..%d, %d terms, ops %s) for "
                 "num_train=%d + num_eval=%d; held-out uses %d of them, train repeats the other %d. "
                 "Widen min_value..max_value or add terms/ops for more variety.",
-                total, syn.min_value, syn.max_value, syn.num_terms, " ".join(ops),
-                syn.num_train, syn.num_eval, len(held), len(pool),
+                total,
+                syn.min_value,
+                syn.max_value,
+                syn.num_terms,
+                " ".join(ops),
+                syn.num_train,
+                syn.num_eval,
+                len(held),
+                len(pool),
             )
     return [_decode(i, syn, ops) for i in train], [_decode(i, syn, ops) for i in held]
 
@@ -196,9 +205,7 @@ def _synthetic_records(cfg: DataConfig, seed: int, held_out: bool) -> list[Promp
         )
     train, held = synthetic_problems(cfg.synthetic, seed)
     kind, problems = ("eval", held) if held_out else ("train", train)
-    return [
-        _make_record(f"{kind}-{i}", q, {"answer": a}, cfg) for i, (q, a) in enumerate(problems)
-    ]
+    return [_make_record(f"{kind}-{i}", q, {"answer": a}, cfg) for i, (q, a) in enumerate(problems)]
 
 
 # --------------------------------------------------------------------------- files and hub
@@ -209,7 +216,9 @@ def check_data_file(path: Path) -> None:
     file or a JSON file with a line that does not parse or is not an object. datasets reports
     these as "StopIteration" or a generic error after logging the parser's message twice."""
     if path.stat().st_size == 0:
-        raise DataError(f"{path}: the file is empty; it needs one record per line (JSON lines) or rows (parquet)")
+        raise DataError(
+            f"{path}: the file is empty; it needs one record per line (JSON lines) or rows (parquet)"
+        )
     if path.suffix.lower() not in (".jsonl", ".json"):
         return
     text = path.read_text(encoding="utf-8", errors="replace")
@@ -224,7 +233,9 @@ def check_data_file(path: Path) -> None:
             if isinstance(doc, list):
                 for i, row in enumerate(doc, 1):
                     if not isinstance(row, dict):
-                        raise DataError(f"{path}: row {i}: a JSON object is expected, got {type(row).__name__}")
+                        raise DataError(
+                            f"{path}: row {i}: a JSON object is expected, got {type(row).__name__}"
+                        )
                 if not doc:
                     raise DataError(f"{path}: the JSON list is empty; it needs at least one record")
             elif not isinstance(doc, dict):
@@ -260,7 +271,9 @@ def _load_rows(cfg: DataConfig, split: Optional[str]) -> list[dict]:
             )
         path = Path(source).expanduser()
         if not path.is_file():
-            raise DataError(f"data.source: file {source} not found; give an existing .jsonl/.json/.parquet path")
+            raise DataError(
+                f"data.source: file {source} not found; give an existing .jsonl/.json/.parquet path"
+            )
         check_data_file(path)  # [badinput] one line naming the file, the row and the fault
         try:
             ds = datasets.load_dataset(LOCAL_SUFFIXES[suffix], data_files=str(path), split="train")
@@ -302,8 +315,7 @@ def _rows_to_records(rows: list[dict], cfg: DataConfig, where: str) -> list[Prom
         for key, col in needed:
             if col not in columns:
                 raise DataError(
-                    f"{key}={col!r}: no such column in {where}; columns are: "
-                    f"{', '.join(sorted(columns))}"
+                    f"{key}={col!r}: no such column in {where}; columns are: {', '.join(sorted(columns))}"
                 )
 
     records: list[PromptRecord] = []
@@ -325,9 +337,7 @@ def _rows_to_records(rows: list[dict], cfg: DataConfig, where: str) -> list[Prom
                 if name == "answer":
                     value = parse_answer(value, cfg.answer_format)
                     if value is None:
-                        problem = (
-                            f"no answer in column {col!r} for answer_format={cfg.answer_format!r}"
-                        )
+                        problem = f"no answer in column {col!r} for answer_format={cfg.answer_format!r}"
                         break
                 fields[name] = value
         if problem is not None:
@@ -347,7 +357,12 @@ def _rows_to_records(rows: list[dict], cfg: DataConfig, where: str) -> list[Prom
         log.warning(
             "%s: skipped %d of %d rows missing a needed field (rows %s%s; first: %s); "
             "set data.strict=true to make this an error",
-            where, len(bad), len(rows), shown, more, bad[0][1],
+            where,
+            len(bad),
+            len(rows),
+            shown,
+            more,
+            bad[0][1],
         )
     return records
 
@@ -396,9 +411,7 @@ def render_prompt(record: PromptRecord, tokenizer) -> str:
             raise DataError(
                 f"record {record.id}: the tokenizer has no chat template; set data.template=plain"
             )
-        return tokenizer.apply_chat_template(
-            record.messages, tokenize=False, add_generation_prompt=True
-        )
+        return tokenizer.apply_chat_template(record.messages, tokenize=False, add_generation_prompt=True)
     if record.text is None:
         raise DataError(f"record {record.id} has neither messages nor text")
     return record.text

@@ -31,8 +31,6 @@ def held_out_rows() -> tuple[list[dict], str, list[dict]]:
     _, held_out = synthetic_problems(cfg.data.synthetic, cfg.train.seed)
     rows = [{"id": f"heldout-{i}", "question": q, "answer": a} for i, (q, a) in enumerate(held_out)]
     checkers = [
-        {"name": c.name, "params": dict(c.params)}
-        for c in cfg.rewards.checkers
-        if c.name == "math_answer"
+        {"name": c.name, "params": dict(c.params)} for c in cfg.rewards.checkers if c.name == "math_answer"
     ]
     return rows, cfg.data.prompt_template, checkers

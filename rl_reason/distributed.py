@@ -167,7 +167,9 @@ def reduce_metrics(dist: Dist, metrics: dict[str, float], how: Mapping[str, Redu
     gathered = dist.gather_objects([metrics.get(k) for k in keys])
     out = {}
     for i, k in enumerate(keys):
-        vals = [g[i] for g in gathered if g[i] is not None and not (isinstance(g[i], float) and math.isnan(g[i]))]
+        vals = [
+            g[i] for g in gathered if g[i] is not None and not (isinstance(g[i], float) and math.isnan(g[i]))
+        ]
         if not vals:
             continue
         kind = how.get(k, "mean")

@@ -33,16 +33,31 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="accuracy / pass@k of a model (+ LoRA adapter) on gsm8k, math500, aime24, amc23, humaneval or a file",
         description="Evaluate a base model, optionally with a LoRA adapter, on a held-out set.",
     )
-    p.add_argument("--model", help="base model: hub id, local dir, tiny-random or demo "
-                   "(default with --adapter RUN_DIR/adapter: the run's model.name)")
-    p.add_argument("--adapter", help="PEFT adapter dir (e.g. runs/NAME/adapter); an adapter inside a "
-                   "run dir brings the run's model, template, system prompt and checkers")
-    p.add_argument("--no-run-config", action="store_true",
-                   help="ignore RUN_DIR/config.yaml of --adapter: the flags and the set's defaults only")
-    p.add_argument("--data", required=True,
-                   help="gsm8k | math500 | aime24 | amc23 | humaneval | arith (the demo task) | a .jsonl/.json/.parquet file")
-    p.add_argument("--data-dir", help="folder with local copies of the built-in sets "
-                   "(default $RL_REASON_DATA_DIR); used when the file is there")
+    p.add_argument(
+        "--model",
+        help="base model: hub id, local dir, tiny-random or demo "
+        "(default with --adapter RUN_DIR/adapter: the run's model.name)",
+    )
+    p.add_argument(
+        "--adapter",
+        help="PEFT adapter dir (e.g. runs/NAME/adapter); an adapter inside a "
+        "run dir brings the run's model, template, system prompt and checkers",
+    )
+    p.add_argument(
+        "--no-run-config",
+        action="store_true",
+        help="ignore RUN_DIR/config.yaml of --adapter: the flags and the set's defaults only",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="gsm8k | math500 | aime24 | amc23 | humaneval | arith (the demo task) | a .jsonl/.json/.parquet file",
+    )
+    p.add_argument(
+        "--data-dir",
+        help="folder with local copies of the built-in sets "
+        "(default $RL_REASON_DATA_DIR); used when the file is there",
+    )
     p.add_argument("--limit", type=int, help="first N prompts only")
     p.add_argument("--samples", type=int, default=1, help="completions per prompt (default 1)")
     p.add_argument("--k", default=None, help="comma list of k for pass@k (default: 1 and --samples)")
@@ -50,18 +65,30 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--out", help="output dir (default evals/<set>-<model>-<UTC time>)")
     p.add_argument("--compare", action="store_true", help="also run the base model; show deltas")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=None,
-                   help=f"default: greedy for --samples 1, {DEFAULT_SAMPLING_TEMPERATURE} otherwise")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help=f"default: greedy for --samples 1, {DEFAULT_SAMPLING_TEMPERATURE} otherwise",
+    )
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--template", default=None, choices=("chat", "plain"),
-                   help="default: the run's data.template with a run's adapter, else chat")
+    p.add_argument(
+        "--template",
+        default=None,
+        choices=("chat", "plain"),
+        help="default: the run's data.template with a run's adapter, else chat",
+    )
     p.add_argument("--prompt-template", help="question wrapper with {prompt}; default: the set's own")
     p.add_argument("--system-prompt", help="default: the run's data.system_prompt with a run's adapter")
     p.add_argument("--batch-size", type=int, default=32, help="sequences per generate call")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                   help="auto: bfloat16 on a GPU, float32 on the CPU")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="auto: bfloat16 on a GPU, float32 on the CPU",
+    )
     p.add_argument("--trust-remote-code", action="store_true")
     return p
 
@@ -154,7 +181,9 @@ def apply_run_defaults(args) -> None:
 def check_adapter_dir(path: str) -> None:
     p = Path(path).expanduser()
     if not p.is_dir():
-        raise ConfigError(f"--adapter {path}: no such directory; pass a run's adapter folder, e.g. runs/NAME/adapter")
+        raise ConfigError(
+            f"--adapter {path}: no such directory; pass a run's adapter folder, e.g. runs/NAME/adapter"
+        )
     if not (p / "adapter_config.json").is_file():
         raise ConfigError(
             f"--adapter {path}: no adapter_config.json there, so it is not a PEFT adapter; "
@@ -184,8 +213,9 @@ def resolve_dtype(dtype: str, device_type: str) -> str:
     return dtype
 
 
-def load_eval_policy(model: str, adapter: Optional[str], *, device: str, dtype: str,
-                     trust_remote_code: bool = False):
+def load_eval_policy(
+    model: str, adapter: Optional[str], *, device: str, dtype: str, trust_remote_code: bool = False
+):
     """The base model frozen in eval mode, with the adapter attached when one is given."""
     from rl_reason.config import ModelConfig
     from rl_reason.model_zoo import resolve_model
@@ -226,7 +256,9 @@ def vllm_eval_factory():
     try:
         from rl_reason.rollout import vllm_engine
     except ImportError as exc:
-        raise ConfigError("--engine vllm: this build's vLLM engine is not available; use --engine hf") from exc
+        raise ConfigError(
+            "--engine vllm: this build's vLLM engine is not available; use --engine hf"
+        ) from exc
     try:  # rollout/ is the one importer of vllm
         vllm_engine.import_vllm()
     except Exception as exc:
@@ -243,13 +275,14 @@ def vllm_eval_factory():
 
 
 def make_vllm_engine(model: str, adapter: Optional[str], args):
-    from rl_reason.model_zoo import resolve_model
-
     import torch
 
+    from rl_reason.model_zoo import resolve_model
+
     dtype = resolve_dtype(args.dtype, "cuda" if torch.cuda.is_available() else "cpu")
-    return vllm_eval_factory()(resolve_model(model), adapter_path=adapter, dtype=dtype,
-                               seed=args.seed, max_model_len=None)
+    return vllm_eval_factory()(
+        resolve_model(model), adapter_path=adapter, dtype=dtype, seed=args.seed, max_model_len=None
+    )
 
 
 # --------------------------------------------------------------------------- generate and grade
@@ -264,8 +297,19 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def generate_and_grade(engine, tokenizer, eval_set, *, samples: int, sampling, seed: int,
-                       batch_size: int, scorer, progress=None, task=None) -> tuple[list, dict]:
+def generate_and_grade(
+    engine,
+    tokenizer,
+    eval_set,
+    *,
+    samples: int,
+    sampling,
+    seed: int,
+    batch_size: int,
+    scorer,
+    progress=None,
+    task=None,
+) -> tuple[list, dict]:
     """Sample ``samples`` completions per prompt and grade them, a chunk of prompts at a time.
 
     Chunk i is sampled right after seeding with ``seed + i``, so two passes over the same
@@ -296,11 +340,17 @@ def generate_and_grade(engine, tokenizer, eval_set, *, samples: int, sampling, s
             rec = chunk[r.prompt_index]
             index = seen.get(r.prompt_index, 0)
             seen[r.prompt_index] = index + 1
-            results.append(SampleResult(
-                prompt_id=rec.id, sample=index, completion=r.completion_text,
-                extracted=eval_set.extract(r.completion_text), gold=eval_set.gold(rec),
-                correct=bool(ok), tokens=len(r.completion_ids),
-            ))
+            results.append(
+                SampleResult(
+                    prompt_id=rec.id,
+                    sample=index,
+                    completion=r.completion_text,
+                    extracted=eval_set.extract(r.completion_text),
+                    gold=eval_set.gold(rec),
+                    correct=bool(ok),
+                    tokens=len(r.completion_ids),
+                )
+            )
         if progress is not None:
             progress.advance(task, len(chunk))
     return results, {"gen_s": gen_s, "score_s": score_s}
@@ -311,23 +361,40 @@ def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("prompts"),
-        TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("prompts"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
     )
 
 
-def _one_pass(label: str, engine, policy_tok, eval_set, args, sampling, scorer, progress) -> tuple[dict, list]:
+def _one_pass(
+    label: str, engine, policy_tok, eval_set, args, sampling, scorer, progress
+) -> tuple[dict, list]:
     from rl_reason.evaluate import summarize
 
     task = progress.add_task(f"{label}: generating + grading", total=len(eval_set.records))
     t0 = time.perf_counter()
     results, timings = generate_and_grade(
-        engine, policy_tok, eval_set, samples=args.samples, sampling=sampling, seed=args.seed,
-        batch_size=args.batch_size, scorer=scorer, progress=progress, task=task,
+        engine,
+        policy_tok,
+        eval_set,
+        samples=args.samples,
+        sampling=sampling,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        scorer=scorer,
+        progress=progress,
+        task=task,
     )
     wall = time.perf_counter() - t0
     metrics = summarize(results, args.ks, wall)
-    metrics["tokens_per_s"] = sum(r.tokens for r in results) / timings["gen_s"] if timings["gen_s"] > 0 else 0.0
+    metrics["tokens_per_s"] = (
+        sum(r.tokens for r in results) / timings["gen_s"] if timings["gen_s"] > 0 else 0.0
+    )
     metrics["gen_s"] = timings["gen_s"]
     metrics["score_s"] = timings["score_s"]
     return metrics, results
@@ -341,8 +408,13 @@ def _check_template(args, tokenizer) -> None:
 def _hf_passes(args, eval_set, sampling, scorer, progress) -> dict[str, tuple[dict, list]]:
     from rl_reason.rollout.hf import HFEngine
 
-    policy = load_eval_policy(args.model, args.adapter, device=args.device, dtype=args.dtype,
-                              trust_remote_code=args.trust_remote_code)
+    policy = load_eval_policy(
+        args.model,
+        args.adapter,
+        device=args.device,
+        dtype=args.dtype,
+        trust_remote_code=args.trust_remote_code,
+    )
     _check_template(args, policy.tokenizer)
     args.device_used = policy.device.type
     args.dtype_used = resolve_dtype(args.dtype, policy.device.type)
@@ -350,7 +422,9 @@ def _hf_passes(args, eval_set, sampling, scorer, progress) -> dict[str, tuple[di
     if args.compare:
         plain = HFEngine(policy, batch_size=args.batch_size, merge_for_generation=False)
         with policy.reference():
-            out["base"] = _one_pass("base", plain, policy.tokenizer, eval_set, args, sampling, scorer, progress)
+            out["base"] = _one_pass(
+                "base", plain, policy.tokenizer, eval_set, args, sampling, scorer, progress
+            )
     engine = HFEngine(policy, batch_size=args.batch_size, merge_for_generation=bool(args.adapter))
     label = "adapter" if args.adapter else "model"
     out[label] = _one_pass(label, engine, policy.tokenizer, eval_set, args, sampling, scorer, progress)
@@ -363,7 +437,9 @@ def _vllm_passes(args, eval_set, sampling, scorer, progress) -> dict[str, tuple[
 
     tokenizer = load_tokenizer(resolve_model(args.model), args.trust_remote_code)
     _check_template(args, tokenizer)
-    variants = ([("base", None)] if args.compare else []) + [("adapter" if args.adapter else "model", args.adapter)]
+    variants = ([("base", None)] if args.compare else []) + [
+        ("adapter" if args.adapter else "model", args.adapter)
+    ]
     out = {}
     for label, adapter in variants:
         engine = make_vllm_engine(args.model, adapter, args)
@@ -462,8 +538,12 @@ def print_report(report: dict, out_dir: Path, console=None) -> None:
         for col in ("metric", "base", "adapter", "delta"):
             table.add_column(col, justify="left" if col == "metric" else "right")
         for key in adapter:
-            table.add_row(key, _fmt(key, base[key]), _fmt(key, adapter[key]),
-                          _fmt(key, adapter[key] - base[key], signed=True))
+            table.add_row(
+                key,
+                _fmt(key, base[key]),
+                _fmt(key, adapter[key]),
+                _fmt(key, adapter[key] - base[key], signed=True),
+            )
     else:
         table = Table()
         table.add_column("metric")
@@ -484,7 +564,6 @@ def print_report(report: dict, out_dir: Path, console=None) -> None:
 
 def run(args) -> int:
     from rewards.runner import Scorer
-
     from rl_reason.eval_sets import load_eval_set
     from rl_reason.rollout import SamplingParams
 
@@ -494,16 +573,24 @@ def run(args) -> int:
     args.ks = _check_args(args)
     _quiet_progress_bars()
     eval_set = load_eval_set(
-        args.data, limit=args.limit, template=args.template, prompt_template=args.prompt_template,
-        system_prompt=args.system_prompt, data_dir=args.data_dir,
+        args.data,
+        limit=args.limit,
+        template=args.template,
+        prompt_template=args.prompt_template,
+        system_prompt=args.system_prompt,
+        data_dir=args.data_dir,
     )
     if args.run_checkers:  # graded as the run was rewarded
         eval_set.checkers = args.run_checkers
     if eval_set.skipped:
         print(f"note: skipped {eval_set.skipped} rows without a question/answer", file=sys.stderr)
     greedy, temperature = sampling_settings(args.samples, args.temperature)
-    sampling = SamplingParams(max_new_tokens=args.max_new_tokens, temperature=temperature if not greedy else 1.0,
-                              top_p=args.top_p, greedy=greedy)
+    sampling = SamplingParams(
+        max_new_tokens=args.max_new_tokens,
+        temperature=temperature if not greedy else 1.0,
+        top_p=args.top_p,
+        greedy=greedy,
+    )
     out_dir = Path(args.out) if args.out else default_out_dir(eval_set.name, args.model)
     passes_fn = _vllm_passes if args.engine == "vllm" else _hf_passes
     with Scorer(eval_set.checker_specs(), timeout_s=eval_set.timeout_s, workers=_scorer_workers()) as scorer:
@@ -534,4 +621,3 @@ def _scorer_workers() -> int:
     except AttributeError:  # pragma: no cover - not Linux
         n = os.cpu_count() or 1
     return max(1, min(4, n))
-

@@ -37,8 +37,7 @@ DEMO_SET = "arith"  # the CPU demo's held-out single-digit sums (no file, no net
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 
 MATH_TEMPLATE = (
-    "Solve this problem. Reason step by step, then write only the final answer inside "
-    "\\boxed{}.\n\n{prompt}"
+    "Solve this problem. Reason step by step, then write only the final answer inside \\boxed{}.\n\n{prompt}"
 )
 CODE_TEMPLATE = (
     "Complete the Python function below. Reply with the whole function, imports included, "
@@ -91,7 +90,9 @@ class EvalSet:
     source: str  # the file or hub id the rows came from
     kind: str  # "math" | "code"
     records: list  # rl_reason.data.PromptRecord
-    checkers: list[dict] = field(default_factory=list)  # [{"name", "params"[, "weight", "alias"]}] for the Scorer
+    checkers: list[dict] = field(
+        default_factory=list
+    )  # [{"name", "params"[, "weight", "alias"]}] for the Scorer
     skipped: int = 0  # rows dropped for a missing question / answer / tests
     prompt_template: str = "{prompt}"  # the template the records were rendered with
 
@@ -103,7 +104,9 @@ class EvalSet:
         from rewards.runner import CheckerSpec
 
         return [
-            CheckerSpec(name=c["name"], params=dict(c["params"]), weight=c.get("weight", 1.0), alias=c.get("alias"))
+            CheckerSpec(
+                name=c["name"], params=dict(c["params"]), weight=c.get("weight", 1.0), alias=c.get("alias")
+            )
             for c in self.checkers
         ]
 
@@ -197,8 +200,16 @@ def _first_present(columns: set, names: tuple, what: str, where: str, required: 
     return None
 
 
-def _data_config(rows: list[dict], kind: str, where: str, *, answer_format: str, template: str,
-                 prompt_template: Optional[str], system_prompt: Optional[str]):
+def _data_config(
+    rows: list[dict],
+    kind: str,
+    where: str,
+    *,
+    answer_format: str,
+    template: str,
+    prompt_template: Optional[str],
+    system_prompt: Optional[str],
+):
     """The DataConfig that maps this file's columns, so rl_reason.data renders the prompts."""
     from rl_reason.config import DataConfig
 
@@ -270,9 +281,13 @@ def load_eval_set(
             raise DataError(f"{source}: no rows")
         kind = builtin.kind if builtin else _file_kind(rows)
     cfg = _data_config(
-        rows, kind, source,
+        rows,
+        kind,
+        source,
         answer_format=builtin.answer_format if builtin else "auto",
-        template=template, prompt_template=prompt_template, system_prompt=system_prompt,
+        template=template,
+        prompt_template=prompt_template,
+        system_prompt=system_prompt,
     )
     records = _rows_to_records(rows, cfg, source)
     skipped = len(rows) - len(records)
@@ -282,9 +297,15 @@ def load_eval_set(
         records = records[:limit]
     name = DEMO_SET if checkers else (builtin.name if builtin else _file_name(source))
     checkers = checkers or CHECKERS[kind]
-    return EvalSet(name=name, source=source, kind=kind, records=records,
-                   checkers=[dict(c, params=dict(c["params"])) for c in checkers],
-                   skipped=skipped, prompt_template=cfg.prompt_template)
+    return EvalSet(
+        name=name,
+        source=source,
+        kind=kind,
+        records=records,
+        checkers=[dict(c, params=dict(c["params"])) for c in checkers],
+        skipped=skipped,
+        prompt_template=cfg.prompt_template,
+    )
 
 
 def _file_name(source: str) -> str:

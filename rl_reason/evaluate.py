@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import statistics
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional, Sequence
@@ -40,7 +39,10 @@ def mean_pass_at_k(per_problem: Iterable[tuple[int, int]], ks: Sequence[int]) ->
 def length_stats(lengths: Sequence[int]) -> dict[str, float]:
     if not lengths:
         return {"tokens_mean": 0.0, "tokens_median": 0.0}
-    return {"tokens_mean": float(statistics.fmean(lengths)), "tokens_median": float(statistics.median(lengths))}
+    return {
+        "tokens_mean": float(statistics.fmean(lengths)),
+        "tokens_median": float(statistics.median(lengths)),
+    }
 
 
 # --------------------------------------------------------------------------- per-sample results
@@ -121,14 +123,19 @@ def training_eval_set(cfg, data) -> tuple[list, Any]:
         # prompted with the set's own template: the training template may ask for a
         # different answer form
         from rewards.runner import Scorer
-
         from rl_reason.eval_sets import load_eval_set
 
         es = load_eval_set(
-            cfg.eval.data, limit=cfg.eval.limit, template=cfg.data.template, system_prompt=cfg.data.system_prompt
+            cfg.eval.data,
+            limit=cfg.eval.limit,
+            template=cfg.data.template,
+            system_prompt=cfg.data.system_prompt,
         )
         scorer = Scorer(
-            es.checker_specs(), timeout_s=es.timeout_s, workers=cfg.rewards.workers, on_error=cfg.rewards.on_error
+            es.checker_specs(),
+            timeout_s=es.timeout_s,
+            workers=cfg.rewards.workers,
+            on_error=cfg.rewards.on_error,
         )
         return es.records, scorer
     if cfg.data.source.startswith("synthetic:"):
@@ -156,9 +163,13 @@ def evaluate_in_training(trainer) -> dict[str, float]:
     # a sharded base needs every rank in every forward, prompts or not
     rollouts = trainer.engine.generate(trainer._prompt_ids(recs), 1, sampling) if recs or dist.sharded else []
     scorer = trainer.eval_scorer or trainer.scorer
-    scores = scorer.score([r.completion_text for r in rollouts], [recs[r.prompt_index].fields for r in rollouts])
+    scores = scorer.score(
+        [r.completion_text for r in rollouts], [recs[r.prompt_index].fields for r in rollouts]
+    )
     correct = [bool(c) for c in scores.correct]
-    sums = dist.sum([sum(correct), len(correct), sum(scores.total), sum(len(r.completion_ids) for r in rollouts)])
+    sums = dist.sum(
+        [sum(correct), len(correct), sum(scores.total), sum(len(r.completion_ids) for r in rollouts)]
+    )
     n = max(sums[1], 1)
     return {
         "eval/accuracy": sums[0] / n,

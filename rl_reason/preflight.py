@@ -96,7 +96,11 @@ def check_data(cfg: RunConfig, source: str) -> None:
     if path is None:
         return  # synthetic task or hub id
     if not path.is_file():
-        raise _fail("data.source", f"file {data.source} not found; give an existing .jsonl/.json/.parquet path", source)
+        raise _fail(
+            "data.source",
+            f"file {data.source} not found; give an existing .jsonl/.json/.parquet path",
+            source,
+        )
     columns = _columns(path, "data.source", source)
     needed = [("data.prompt_field", data.prompt_field)]
     needed += [(f"data.fields.{name}", col) for name, col in data.fields.items()]
@@ -129,7 +133,9 @@ def check_eval_data(cfg: RunConfig, source: str) -> None:
             source,
         )
     if not path.is_file():
-        raise _fail("eval.data", f"file {spec} not found; give an existing .jsonl/.json/.parquet path", source)
+        raise _fail(
+            "eval.data", f"file {spec} not found; give an existing .jsonl/.json/.parquet path", source
+        )
     columns = _columns(path, "eval.data", source)
     if eval_sets._file_kind([{c: None for c in columns}]) == "code":
         return

@@ -52,18 +52,27 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a run directory written by rl-reason train")
     p.add_argument("--out", default=None, help=f"HTML file to write (default: RUN_DIR/{DEFAULT_OUT})")
     p.add_argument(
-        "--samples-per-step", type=int, default=2, metavar="N",
+        "--samples-per-step",
+        type=int,
+        default=2,
+        metavar="N",
         help="completions shown from the top and from the bottom of each sampled step (default 2)",
     )
     p.add_argument(
-        "--steps-sampled", type=int, default=3, metavar="K",
+        "--steps-sampled",
+        type=int,
+        default=3,
+        metavar="K",
         help="steps whose completions are shown, spread from first to last (default 3)",
     )
     return p
 
 
 def run(args) -> int:
-    for flag, value in (("--samples-per-step", args.samples_per_step), ("--steps-sampled", args.steps_sampled)):
+    for flag, value in (
+        ("--samples-per-step", args.samples_per_step),
+        ("--steps-sampled", args.steps_sampled),
+    ):
         if value < 1:
             raise ConfigError(f"{flag} must be at least 1 (got {value})")
     result = build_report(
@@ -352,7 +361,9 @@ def _chart_reward(m: Metrics) -> Chart:
 def _chart_accuracy(m: Metrics) -> Chart:
     keys = [("accuracy", {"label": "train batch", "linewidth": 2.2, "color": "black"})]
     keys += [(f"reward/{c}/accuracy", {"label": c}) for c in m.checkers()]
-    keys += [("eval/accuracy", {"label": "held-out (eval)", "linestyle": "--", "marker": "o", "color": "tab:red"})]
+    keys += [
+        ("eval/accuracy", {"label": "held-out (eval)", "linestyle": "--", "marker": "o", "color": "tab:red"})
+    ]
     return _lines_chart(m, "accuracy", "accuracy", keys)
 
 
@@ -369,7 +380,14 @@ def _chart_length(m: Metrics) -> Chart:
     handles, labels = ax.get_legend_handles_labels()
     if m.has("completion/truncated_frac"):
         ax2 = ax.twinx()
-        _plot(ax2, m, "completion/truncated_frac", label="truncated fraction (right)", color="gray", linestyle=":")
+        _plot(
+            ax2,
+            m,
+            "completion/truncated_frac",
+            label="truncated fraction (right)",
+            color="gray",
+            linestyle=":",
+        )
         ax2.set_ylim(-0.05, 1.05)
         ax2.set_ylabel("truncated fraction")
         h2, l2 = ax2.get_legend_handles_labels()
@@ -395,7 +413,15 @@ def _chart_eval(m: Metrics) -> Chart:
     if right:
         target = ax.twinx() if left else ax
         for k in right:
-            _plot(target, m, k, label=f"{k} (right)" if left else k, marker="s", linestyle="--", color="tab:gray")
+            _plot(
+                target,
+                m,
+                k,
+                label=f"{k} (right)" if left else k,
+                marker="s",
+                linestyle="--",
+                color="tab:gray",
+            )
         target.set_ylabel("tokens")
         if target is not ax:
             h2, l2 = target.get_legend_handles_labels()
@@ -421,7 +447,7 @@ def _chart_timings(m: Metrics) -> Chart:
     xs = [r["step"] for r in rows]
     if phases:
         stacks = [[_num(r.get(k)) or 0.0 for r in rows] for k in phases]
-        labels = [_label(k[len("time/"):].removesuffix("_s")) for k in phases]
+        labels = [_label(k[len("time/") :].removesuffix("_s")) for k in phases]
         if len(xs) > 1:
             ax.stackplot(xs, stacks, labels=labels, alpha=0.8)
         else:  # one step: a stacked bar reads better than a zero-width area
@@ -677,14 +703,15 @@ def _timings_section(m: Metrics) -> str:
         mean = m.mean(k, rows_src)
         total = sum(m.series(k, rows_src)[1])
         share = f"{100 * mean / step_mean:.1f}%" if mean is not None and step_mean else "n/a"
-        name = "whole step" if k == "time/step_s" else k[len("time/"):].removesuffix("_s")
+        name = "whole step" if k == "time/step_s" else k[len("time/") :].removesuffix("_s")
         rows.append([_esc(name), _fmt(mean), _fmt(total), share])
     parts = [head, _table(["phase", "mean s/step", "total s", "share of step"], rows, "timings")]
     tps = m.mean("throughput/tokens_per_s", rows_src)
     if tps is not None:
         line = f"throughput: {_fmt(tps)} generated tokens/s (mean over steps)"
         both = [
-            r for r in rows_src
+            r
+            for r in rows_src
             if _num(r.get("throughput/tokens_per_s")) is not None and _num(r.get("time/step_s"))
         ]
         if both:
@@ -728,7 +755,9 @@ def _write_atomic(path: Path, data: bytes) -> None:
             tmp.unlink()
         except OSError:
             pass
-        raise RunDirError(f"cannot write {path}: {exc.strerror or exc}; pass --out to a writable place") from exc
+        raise RunDirError(
+            f"cannot write {path}: {exc.strerror or exc}; pass --out to a writable place"
+        ) from exc
 
 
 _CHART_SLUGS = ("reward", "accuracy", "length", "kl", "entropy", "clip_frac", "eval", "timings", "critic")
@@ -758,8 +787,11 @@ def build_report(
     nav = "".join(
         f'<a href="#{a}">{t}</a>'
         for a, t in (
-            ("charts", "charts"), ("samples", "completions"), ("checker-errors", "checker errors"),
-            ("timings", "timings"), ("config", "config"),
+            ("charts", "charts"),
+            ("samples", "completions"),
+            ("checker-errors", "checker errors"),
+            ("timings", "timings"),
+            ("config", "config"),
         )
     )
     page = (

@@ -83,16 +83,20 @@ def serve_command(
 
     launcher = list(executable or vllm_executable())
     model_arg = [model_path] if launcher[-1] == "serve" else ["--model", model_path]
-    argv = launcher + model_arg + [
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--dtype",
-        dtype,
-        "--logprobs-mode",
-        "processed_logprobs",
-    ]
+    argv = (
+        launcher
+        + model_arg
+        + [
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--dtype",
+            dtype,
+            "--logprobs-mode",
+            "processed_logprobs",
+        ]
+    )
     env: dict[str, str] = {}
     if enable_lora:
         argv += ["--enable-lora", "--max-lora-rank", str(lora_rank_for_vllm(lora_rank)), "--max-loras", "1"]

@@ -39,7 +39,7 @@ def shard_base(model, device: torch.device) -> None:
     """
     try:
         from torch.distributed.fsdp import fully_shard
-    except ImportError as exc:  # torch < 2.6
+    except ImportError as exc:  # older torch: fully_shard is not public yet
         raise ModelError("train.fsdp needs torch >= 2.7 (torch.distributed.fsdp.fully_shard)") from exc
     if "ignored_params" not in inspect.signature(fully_shard).parameters:
         raise ModelError("train.fsdp needs torch >= 2.7 (fully_shard(ignored_params=...))")

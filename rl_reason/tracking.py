@@ -73,18 +73,6 @@ def iter_jsonl(path: Union[str, Path]) -> Iterator[dict]:
 def read_jsonl(path: Union[str, Path]) -> list[dict]:
     """All rows of a JSONL file ([] when it does not exist)."""
     return list(iter_jsonl(path)) if Path(path).exists() else []
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-    return rows
 
 
 def _truncate_after(path: Path, last_step: Optional[int]) -> None:
@@ -178,7 +166,13 @@ class _RichBar:
             transient=False,
         )
         self.task = self.progress.add_task(
-            "train", total=total, completed=start, reward="-", acc="-", length="-", sps="-",
+            "train",
+            total=total,
+            completed=start,
+            reward="-",
+            acc="-",
+            length="-",
+            sps="-",
             groups="-",
         )
         self.progress.start()
@@ -287,8 +281,7 @@ class Tracker:
             import wandb
         except ImportError as exc:
             raise RLReasonError(
-                "logging.wandb=true but wandb is not installed: pip install wandb, "
-                "or set logging.wandb=false"
+                "logging.wandb=true but wandb is not installed: pip install wandb, or set logging.wandb=false"
             ) from exc
         name = (config_dict.get("logging") or {}).get("run_name") or self.run_dir.name
         if not self.wandb_id:

@@ -12,8 +12,8 @@ import json
 import logging
 import math
 import os
-import shutil
 import random
+import shutil
 import signal
 import sys
 from pathlib import Path
@@ -119,7 +119,11 @@ def save(trainer, step: int) -> Optional[Path]:
             torch.save(state, tmp / STATE_FILE)
 
         path = checkpoint.save(
-            trainer.run_dir, step, write, config_hash=config_hash(trainer.cfg), keep_last=trainer.cfg.checkpoint.keep_last,
+            trainer.run_dir,
+            step,
+            write,
+            config_hash=config_hash(trainer.cfg),
+            keep_last=trainer.cfg.checkpoint.keep_last,
             extra={"config": to_dict(trainer.cfg)},  # a resume names each key that changed since
         )
     dist.barrier()
@@ -171,7 +175,11 @@ def keep_best(trainer, step: int, eval_metrics: dict) -> None:
     key = spec[4:] if lower else spec
     if key not in eval_metrics:
         if trainer.dist.is_main and eval_metrics:
-            logging.getLogger("rl_reason").warning("checkpoint.keep_best: %r is not among the eval metrics (%s)", key, ", ".join(sorted(eval_metrics)))
+            logging.getLogger("rl_reason").warning(
+                "checkpoint.keep_best: %r is not among the eval metrics (%s)",
+                key,
+                ", ".join(sorted(eval_metrics)),
+            )
         return
     value = float(eval_metrics[key])
     old = trainer.best.get("value")

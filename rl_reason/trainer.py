@@ -22,16 +22,23 @@ import numpy as np
 import torch
 
 from rl_reason import algorithms, guards, train_state, update
+from rl_reason.batching import TrainBatch, collate  # noqa: F401  (re-exported for callers)
 from rl_reason.config import RunConfig, config_hash, dump_yaml, to_dict
 from rl_reason.distributed import AccelerateDist, Reduction, reduce_metrics
 from rl_reason.errors import ConfigError, RLReasonError, RunDirError
-from rl_reason.batching import TrainBatch, collate  # noqa: F401  (re-exported for callers)
 from rl_reason.rollout import Rollout, SamplingParams
 
 log = logging.getLogger("rl_reason")
 
 # step metrics reduced by their maximum over ranks (the slowest rank, the longest completion)
-STEP_MAX = ("completion/len_max", "rollout/logprob_diff_max", "time/generate_s", "time/score_s", "time/update_s")
+STEP_MAX = (
+    "completion/len_max",
+    "rollout/logprob_diff_max",
+    "time/generate_s",
+    "time/score_s",
+    "time/update_s",
+)
+
 
 class Trainer:
     """Holds the pieces of a run; ``run()`` is the loop."""
@@ -45,7 +52,6 @@ class Trainer:
         recipe_path: Optional[str] = None,
     ):
         from rewards.runner import CheckerSpec, Scorer
-
         from rl_reason import data
         from rl_reason.rollout.factory import make_engine
         from rl_reason.tracking import Tracker
@@ -151,8 +157,16 @@ class Trainer:
             )
             self.critic_scheduler = train_state.make_scheduler(self.critic_optimizer, cfg)
         self.learner = update.Learner(
-            cfg, dist, self.policy, dist.prepare_model(self.policy.model), self.params,
-            self.optimizer, self.scheduler, self.critic, self.critic_optimizer, self.critic_scheduler,
+            cfg,
+            dist,
+            self.policy,
+            dist.prepare_model(self.policy.model),
+            self.params,
+            self.optimizer,
+            self.scheduler,
+            self.critic,
+            self.critic_optimizer,
+            self.critic_scheduler,
             # prefix sharing runs two forwards per backward, which DDP does not allow, and
             # needs the KV cache that gradient checkpointing turns off
             share_prompt=cfg.train.share_prompt and dist.world == 1 and not cfg.model.gradient_checkpointing,
@@ -238,7 +252,9 @@ class Trainer:
 
         # 2. rewards
         t0 = time.perf_counter()
-        fields = [dict(local[r.prompt_index].fields, completion_tokens=len(r.completion_ids)) for r in rollouts]
+        fields = [
+            dict(local[r.prompt_index].fields, completion_tokens=len(r.completion_ids)) for r in rollouts
+        ]
         scores = self.scorer.score([r.completion_text for r in rollouts], fields)
         t_score = time.perf_counter() - t0
 
@@ -294,7 +310,9 @@ class Trainer:
             {
                 "completion/len_mean": float(np.mean(lens)) if lens else 0.0,
                 "completion/len_max": float(max(lens)) if lens else 0.0,
-                "completion/truncated_frac": float(np.mean([r.truncated for r in rollouts])) if rollouts else 0.0,
+                "completion/truncated_frac": float(np.mean([r.truncated for r in rollouts]))
+                if rollouts
+                else 0.0,
                 "groups/kept_frac": float(keep.float().mean()) if len(keep) else 0.0,
                 # counts for the progress line (summed over ranks)
                 "count/groups": float(len(set(group_ids.tolist()))),

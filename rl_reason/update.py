@@ -77,9 +77,18 @@ def logprobs(lr: Learner, model, t: MicroBatch, with_entropy: bool = False):
     temp = lr.cfg.rollout.temperature
     if lr.share_prompt and len(t.prompt_ids) < len(t.input_ids):
         return lr.policy.completion_logprobs_shared_prompt(
-            model, t.prompt_ids, t.prompt_mask, t.row_prompt, t.completion_ids, t.completion_mask, temp, with_entropy
+            model,
+            t.prompt_ids,
+            t.prompt_mask,
+            t.row_prompt,
+            t.completion_ids,
+            t.completion_mask,
+            temp,
+            with_entropy,
         )
-    return lr.policy.completion_logprobs(model, t.input_ids, t.attention_mask, t.completion_len, temp, with_entropy)
+    return lr.policy.completion_logprobs(
+        model, t.input_ids, t.attention_mask, t.completion_len, temp, with_entropy
+    )
 
 
 def global_counts(mbs: Sequence[MicroBatch], loss_masks: Sequence[Sequence[float]], dist: Dist) -> Counts:
@@ -109,7 +118,9 @@ def frozen_pass(lr: Learner, mbs: Sequence[MicroBatch], *, need_old: bool, need_
     return out
 
 
-def token_advantages(spec, alg, mbs: list[MicroBatch], frozen: Frozen, dist: Dist, n_rollouts: int, rows: Sequence[int]):
+def token_advantages(
+    spec, alg, mbs: list[MicroBatch], frozen: Frozen, dist: Dist, n_rollouts: int, rows: Sequence[int]
+):
     """Per-token advantages through the algorithm's registered function.
 
     Returns the micro-batches with (B, T) advantages, the critic's targets per micro-batch and
@@ -119,7 +130,10 @@ def token_advantages(spec, alg, mbs: list[MicroBatch], frozen: Frozen, dist: Dis
     valid = [t.valid.cpu() for t in mbs]
     kl = None
     if kl_in_reward(alg):
-        kl = [algorithms.kl_estimate(o.cpu(), r.cpu(), alg.kl_estimator) for o, r in zip(frozen.old_lp, frozen.ref_lp)]
+        kl = [
+            algorithms.kl_estimate(o.cpu(), r.cpu(), alg.kl_estimator)
+            for o, r in zip(frozen.old_lp, frozen.ref_lp)
+        ]
     values = [v.cpu() if v is not None else None for v in frozen.old_v]
     x = TokenInputs([t.advantages.cpu() for t in mbs], valid, kl, values, alg, sum_fn=dist.sum)
     adv_list, returns = spec.token_advantages(x)
@@ -161,13 +175,21 @@ def critic_step(lr: Learner, mbs: Sequence[MicroBatch], old_v, returns, counts: 
             with lr.critic.active():
                 values = lr.critic.values(t.input_ids, t.attention_mask, t.completion_len)
                 loss, stats = algorithms.value_loss(
-                    values, old_v[k], returns[k], t.valid, clip=clip, agg="token_mean", num_tokens=counts.valid
+                    values,
+                    old_v[k],
+                    returns[k],
+                    t.valid,
+                    clip=clip,
+                    agg="token_mean",
+                    num_tokens=counts.valid,
                 )
                 (cfg.critic.value_coef * loss).backward()
             if epoch == 0:
                 loss_sum += float(loss.detach())
                 clip_sum += float(stats["value_clip_frac"]) * float(t.valid.sum())
-        grad_norm = optimizer_step(params, lr.critic_optimizer, cfg.train.max_grad_norm, lr.dist, sum_grads=True)
+        grad_norm = optimizer_step(
+            params, lr.critic_optimizer, cfg.train.max_grad_norm, lr.dist, sum_grads=True
+        )
         if not math.isfinite(grad_norm):
             break  # the step was not taken; the guard counts it as a bad step
     advance(lr.critic_scheduler)  # the schedule moves on even when the step was skipped
@@ -211,12 +233,23 @@ def actor_loss(lr: Learner, t: MicroBatch, k: int, frozen: Frozen, counts: Count
         # each token by their probability ratio, capped
         is_w = torch.exp((old - t.sample_logp).clamp(max=20.0)).clamp(max=alg.is_cap)
     loss, stats = algorithms.policy_loss(
-        logp, old, t.advantages, t.mask, clip_low=alg.clip_low, clip_high=alg.clip_high, agg=agg,
-        num_tokens=counts.tokens, num_seqs=counts.seqs, norm_len=norm_len, importance_weights=is_w,
+        logp,
+        old,
+        t.advantages,
+        t.mask,
+        clip_low=alg.clip_low,
+        clip_high=alg.clip_high,
+        agg=agg,
+        num_tokens=counts.tokens,
+        num_seqs=counts.seqs,
+        norm_len=norm_len,
+        importance_weights=is_w,
     )
     if need_ref and not kl_in_reward(alg):
         kl = algorithms.kl_estimate(logp, frozen.ref_lp[k], alg.kl_estimator)
-        kl_loss = algorithms.aggregate(kl, t.mask, agg, num_tokens=counts.tokens, num_seqs=counts.seqs, norm_len=norm_len)
+        kl_loss = algorithms.aggregate(
+            kl, t.mask, agg, num_tokens=counts.tokens, num_seqs=counts.seqs, norm_len=norm_len
+        )
         loss = loss + alg.kl_coef * kl_loss
     if epoch == 0:
         tok = float(t.mask.sum())
@@ -251,13 +284,17 @@ def actor_step(lr: Learner, mbs: Sequence[MicroBatch], frozen: Frozen, counts: C
                 # counts, so scale by world size to get the global sum back. Sharded: the
                 # adapter is outside FSDP and its gradients are summed in optimizer_step.
                 (loss if dist.sharded else loss * dist.world).backward()
-        grad_norm = optimizer_step(lr.params, lr.optimizer, lr.cfg.train.max_grad_norm, dist, sum_grads=dist.sharded)
+        grad_norm = optimizer_step(
+            lr.params, lr.optimizer, lr.cfg.train.max_grad_norm, dist, sum_grads=dist.sharded
+        )
         if not math.isfinite(grad_norm):
             break  # the step was not taken; the guard counts it as a bad step
     advance(lr.scheduler)  # the schedule moves on even when the step was skipped
     out = {key: val / max(acc.weight, 1.0) for key, val in acc.sums.items()}
     if "rollout/logprob_diff_mean" in out:  # over every sampled token, not only loss tokens
-        out["rollout/logprob_diff_mean"] = acc.sums["rollout/logprob_diff_mean"] / max(counts.valid_local, 1.0)
+        out["rollout/logprob_diff_mean"] = acc.sums["rollout/logprob_diff_mean"] / max(
+            counts.valid_local, 1.0
+        )
         out["rollout/logprob_diff_max"] = acc.diff_max
     out["policy/grad_norm"] = grad_norm
     if not math.isfinite(grad_norm):

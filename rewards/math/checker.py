@@ -6,8 +6,8 @@ import functools
 from typing import Any, Mapping, Optional, Sequence
 
 from rewards import RewardResult
-from rewards.math.compare import equivalent, gold_number, is_number_answer
 from rewards.boxes import last_box as _from_boxed
+from rewards.math.compare import equivalent, gold_number, is_number_answer
 from rewards.math.extract import read_final
 
 

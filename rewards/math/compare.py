@@ -169,7 +169,10 @@ def _structure(s: str):
     if len(items) > 1:
         return ("set", items)
     if s.count("\\pm") + s.count("\\mp") == 1:
-        return ("set", [s.replace("\\pm", "+").replace("\\mp", "-"), s.replace("\\pm", "-").replace("\\mp", "+")])
+        return (
+            "set",
+            [s.replace("\\pm", "+").replace("\\mp", "-"), s.replace("\\pm", "-").replace("\\mp", "+")],
+        )
     parts = _split_relations(s)
     if len(parts) > 1:
         return ("rel", parts)
@@ -496,7 +499,12 @@ def _with_unit(raw: str, s: str) -> tuple[str, Optional[Unit], bool]:
         return s, None, False
     if unit is not None and not unit.dim.startswith("noun:") and not re.search(r"\d", head):
         return s, None, True  # "x cm"? not a quantity: leave it whole
-    if unit is not None and unit.dim.startswith("noun:") and _parse_number(head) is None and magnitude(unit) is None:
+    if (
+        unit is not None
+        and unit.dim.startswith("noun:")
+        and _parse_number(head) is None
+        and magnitude(unit) is None
+    ):
         return s, None, True  # words after an expression stay (they may be variables)
     s = re.sub(r"^\s*(?:dollars?|usd)\s+", "", head, flags=re.I)
     return s, unit, True

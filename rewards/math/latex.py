@@ -19,17 +19,69 @@ _TOKEN = re.compile(
     r"(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<cmd>\\[a-zA-Z]+|\\[{}|])|(?P<letter>[a-zA-Z])"
     r"|(?P<op>\*\*|[-+*/^_()\[\]{}!|'])|(?P<ws>\s+)"
 )
-_FUNCS = {"sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh",
-          "tanh", "log", "ln", "exp", "lg"}
-_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta",
-          "vartheta", "iota", "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "phi",
-          "varphi", "chi", "psi", "omega", "Gamma", "Delta", "Theta", "Lambda", "Sigma", "Phi",
-          "Psi", "Omega"}
+_FUNCS = {
+    "sin",
+    "cos",
+    "tan",
+    "cot",
+    "sec",
+    "csc",
+    "arcsin",
+    "arccos",
+    "arctan",
+    "sinh",
+    "cosh",
+    "tanh",
+    "log",
+    "ln",
+    "exp",
+    "lg",
+}
+_GREEK = {
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+    "epsilon",
+    "varepsilon",
+    "zeta",
+    "eta",
+    "theta",
+    "vartheta",
+    "iota",
+    "kappa",
+    "lambda",
+    "mu",
+    "nu",
+    "xi",
+    "rho",
+    "sigma",
+    "tau",
+    "phi",
+    "varphi",
+    "chi",
+    "psi",
+    "omega",
+    "Gamma",
+    "Delta",
+    "Theta",
+    "Lambda",
+    "Sigma",
+    "Phi",
+    "Psi",
+    "Omega",
+}
 _ATOM_CMDS = _FUNCS | _GREEK | {"frac", "sqrt", "pi", "infty", "binom", "{", "|", "lfloor", "lceil"}
 
 
 def _tokenize(s: str) -> list[tuple[str, str]]:
-    s = re.sub(r"(?<![\\a-zA-Z])(" + "|".join(sorted(_FUNCS | {"sqrt", "pi"}, key=len, reverse=True)) + r")(?![a-zA-Z])", r"\\\1", s)
+    s = re.sub(
+        r"(?<![\\a-zA-Z])("
+        + "|".join(sorted(_FUNCS | {"sqrt", "pi"}, key=len, reverse=True))
+        + r")(?![a-zA-Z])",
+        r"\\\1",
+        s,
+    )
     out, i = [], 0
     while i < len(s):
         m = _TOKEN.match(s, i)
@@ -262,9 +314,20 @@ class _Parser:
             power = self.exponent()
         arg = self.group(")") if self.peek()[1] == "(" else self.power()
         fn = {
-            "sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "cot": sp.cot, "sec": sp.sec,
-            "csc": sp.csc, "arcsin": sp.asin, "arccos": sp.acos, "arctan": sp.atan,
-            "sinh": sp.sinh, "cosh": sp.cosh, "tanh": sp.tanh, "ln": sp.log, "exp": sp.exp,
+            "sin": sp.sin,
+            "cos": sp.cos,
+            "tan": sp.tan,
+            "cot": sp.cot,
+            "sec": sp.sec,
+            "csc": sp.csc,
+            "arcsin": sp.asin,
+            "arccos": sp.acos,
+            "arctan": sp.atan,
+            "sinh": sp.sinh,
+            "cosh": sp.cosh,
+            "tanh": sp.tanh,
+            "ln": sp.log,
+            "exp": sp.exp,
         }.get(name)
         if name in ("log", "lg"):
             out = sp.log(arg, base if base is not None else (10 if name == "lg" else sp.E))
@@ -278,7 +341,11 @@ def _guarded_pow(sp, base, exp):
     if exp.is_Rational and base.is_Number:
         b = abs(base)
         if b not in (0, 1):
-            size = max(int(sp.Rational(b).p).bit_length(), int(sp.Rational(b).q).bit_length()) if b.is_Rational else 64
+            size = (
+                max(int(sp.Rational(b).p).bit_length(), int(sp.Rational(b).q).bit_length())
+                if b.is_Rational
+                else 64
+            )
             if abs(exp) * size > MAX_POW_BITS or exp.q > 1000:
                 raise _Refused("power too large")
     elif exp.is_Number and abs(exp) > MAX_SYMBOLIC_EXPONENT:

@@ -6,9 +6,22 @@ import functools
 import re
 
 _UNICODE = {
-    "≥": r"\ge ", "≤": r"\le ", "≠": r"\ne ", "×": r"\times ", "·": r"\cdot ", "÷": "/",
-    "π": r"\pi ", "−": "-", "–": "-", "∞": r"\infty ", "∪": r"\cup ", "±": r"\pm ",
-    "°": r"^\circ", "⋅": r"\cdot ", "√": r"\sqrt", "∈": r"\in ",
+    "≥": r"\ge ",
+    "≤": r"\le ",
+    "≠": r"\ne ",
+    "×": r"\times ",
+    "·": r"\cdot ",
+    "÷": "/",
+    "π": r"\pi ",
+    "−": "-",
+    "–": "-",
+    "∞": r"\infty ",
+    "∪": r"\cup ",
+    "±": r"\pm ",
+    "°": r"^\circ",
+    "⋅": r"\cdot ",
+    "√": r"\sqrt",
+    "∈": r"\in ",
 }
 _SUPERSCRIPTS = {"²": "^2", "³": "^3"}
 _VULGAR = {"½": "1/2", "⅓": "1/3", "⅔": "2/3", "¼": "1/4", "¾": "3/4", "⅕": "1/5", "⅛": "1/8"}
@@ -28,7 +41,9 @@ def _replace_unicode(s: str) -> str:
         s = s.replace(k, v)
     for k, v in _VULGAR.items():
         if k in s:  # 5½ is five and a half; ½ alone is a half
-            s = re.sub(r"(\d)\s*" + k, lambda m, v=v: m.group(1) + " " + v, s).replace(k, "\\frac{" + v.replace("/", "}{") + "}")
+            s = re.sub(r"(\d)\s*" + k, lambda m, v=v: m.group(1) + " " + v, s).replace(
+                k, "\\frac{" + v.replace("/", "}{") + "}"
+            )
     return s.replace("∅", "\\emptyset ")
 
 
@@ -36,7 +51,14 @@ def _replace_unicode(s: str) -> str:
 def _basic_clean(s: str) -> str:
     """Spacing, delimiters and spelling variants that never change the value (cached: golds repeat)."""
     s = s.strip() if s.isascii() else _replace_unicode(s.strip())
-    s = s.replace("\\$", "").replace("$", "").replace("\\(", "").replace("\\)", "").replace("\\[", "").replace("\\]", "")
+    s = (
+        s.replace("\\$", "")
+        .replace("$", "")
+        .replace("\\(", "")
+        .replace("\\)", "")
+        .replace("\\[", "")
+        .replace("\\]", "")
+    )
     s = s.replace("{,}", ",")  # 1{,}000
     if "\\" in s:  # most answers are plain numbers: skip the LaTeX rewrites for them
         s = re.sub(r"\\(?:displaystyle|textstyle|limits)", "", s)
@@ -52,7 +74,9 @@ def _basic_clean(s: str) -> str:
         s = re.sub(r"\\varnothing|\\\{\s*\\\}|\\O(?![a-zA-Z])", r"\\emptyset", s)
         s = re.sub(r"\\mathbb\s*\{?R\}?|\\R(?![a-zA-Z])", r"(-\\infty,\\infty)", s)
         s = re.sub(r"\\(?:mid|vert)(?![a-zA-Z])", "|", s)
-        s = re.sub(r"^\\\{\s*[A-Za-z]\s*(?:\\in\s*\(-\\infty,\\infty\)\s*)?(?:\||:)\s*(.*)\\\}$", r"\1", s)  # set-builder
+        s = re.sub(
+            r"^\\\{\s*[A-Za-z]\s*(?:\\in\s*\(-\\infty,\\infty\)\s*)?(?:\||:)\s*(.*)\\\}$", r"\1", s
+        )  # set-builder
         s = re.sub(r"(\d*)\.(\d*)\\overline\s*\{(\d+)\}", _repeating, s)
         s = s.replace("\\%", "%").replace("\\$", "")
         s = re.sub(r"\^\s*\{?\s*\\circ\s*\}?|\\degree|\\circ", "", s)
@@ -76,8 +100,10 @@ def _repeating(m: re.Match) -> str:
     return f"\\frac{{{v.numerator}}}{{{v.denominator}}}" if v.denominator != 1 else str(v.numerator)
 
 
-_FONT_CMD = (r"\\(?:text|textbf|textit|textrm|textsf|texttt|textnormal|mbox|hbox|mathrm|mathbf|mathit|"
-             r"mathsf|mathtt|mathnormal|boldsymbol|bm|pmb|rm|bf|it)")
+_FONT_CMD = (
+    r"\\(?:text|textbf|textit|textrm|textsf|texttt|textnormal|mbox|hbox|mathrm|mathbf|mathit|"
+    r"mathsf|mathtt|mathnormal|boldsymbol|bm|pmb|rm|bf|it)"
+)
 
 
 @functools.lru_cache(maxsize=16384)

@@ -64,7 +64,9 @@ def _parse_number(s: str, strict: bool = False) -> Optional[_Num]:
             return _Num(Fraction(t), places or None, percent)
         m = _RE_SCI.fullmatch(t) or _RE_POW10.fullmatch(t)
         if m:
-            e = int(m.group("e1") if "e1" in m.groupdict() and m.group("e1") else m.group("e2") or m.group("e3"))
+            e = int(
+                m.group("e1") if "e1" in m.groupdict() and m.group("e1") else m.group("e2") or m.group("e3")
+            )
             if abs(e) > 400:
                 return None
             mant = Fraction(m.group("m")) if "m" in m.groupdict() else Fraction(1)

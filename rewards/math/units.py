@@ -27,8 +27,16 @@ QUALIFIER = re.compile(
     r"|\\(?:neg|lnot|lor|vee|land|wedge|not|approx|sim)(?![A-Za-z])|and/or",
     re.I,
 )
-_MAGNITUDE = {"hundred": 100, "thousand": 1000, "million": 10**6, "billion": 10**9, "trillion": 10**12,
-              "dozen": 12, "gross": 144, "k": 1000}
+_MAGNITUDE = {
+    "hundred": 100,
+    "thousand": 1000,
+    "million": 10**6,
+    "billion": 10**9,
+    "trillion": 10**12,
+    "dozen": 12,
+    "gross": 144,
+    "k": 1000,
+}
 
 
 @dataclass(frozen=True)
@@ -75,7 +83,9 @@ def _table() -> dict[str, tuple[str, Fraction]]:
 
 
 _UNITS = _table()
-_WORDS = re.compile(r"(?P<words>[A-Za-z][A-Za-z.]*(?: [A-Za-z][A-Za-z.]*){0,3})\s*(?:\^\s*\{?\s*(?P<pow>[23])\s*\}?)?")
+_WORDS = re.compile(
+    r"(?P<words>[A-Za-z][A-Za-z.]*(?: [A-Za-z][A-Za-z.]*){0,3})\s*(?:\^\s*\{?\s*(?P<pow>[23])\s*\}?)?"
+)
 
 
 def _one_unit(words: str, power: Optional[str]) -> Optional[Unit]:

@@ -65,9 +65,12 @@ HIDE = ["/root", "/home", "/work", "/srv", "/opt"]
 # refuse them: sockets are then blocked by seccomp (or in-process), files are protected by
 # the uid drop alone. Applied when the zygote starts (call ``shutdown()`` first to change it).
 NAMESPACES = os.environ.get("RL_REASON_SANDBOX_NAMESPACES", "1").strip().lower() not in (
-    "0", "false", "no", "off")
+    "0",
+    "false",
+    "no",
+    "off",
+)
 # False (or RL_REASON_SANDBOX_CGROUPS=0) leaves out the per-run cgroup v2: a run's processes
 # are then killed by a SIGKILL sweep of its uid (as root), or by process group. Applied when
 # the zygote starts, like NAMESPACES.
-CGROUPS = os.environ.get("RL_REASON_SANDBOX_CGROUPS", "1").strip().lower() not in (
-    "0", "false", "no", "off")
+CGROUPS = os.environ.get("RL_REASON_SANDBOX_CGROUPS", "1").strip().lower() not in ("0", "false", "no", "off")

@@ -23,8 +23,7 @@ from typing import Any, Optional
 from .inside import wire
 
 _INSIDE = os.path.dirname(os.path.abspath(__file__))  # holds the `inside` package
-_BOOT = ("import sys; sys.path.insert(0, sys.argv[1]); from inside import zygote; "
-         "zygote.main(sys.argv[2:])")
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from inside import zygote; zygote.main(sys.argv[2:])"
 
 
 class SandboxError(RuntimeError):
@@ -102,12 +101,26 @@ class _Zygote:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-c", _BOOT, _INSIDE, str(child.fileno()),
-                 os.getcwd(), os.pathsep.join(hide), "1" if namespaces else "0",
-                 "1" if cgroups else "0"],
-                pass_fds=[child.fileno()], env=dict(_MIN_ENV), cwd="/",
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True,
+                [
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    "-c",
+                    _BOOT,
+                    _INSIDE,
+                    str(child.fileno()),
+                    os.getcwd(),
+                    os.pathsep.join(hide),
+                    "1" if namespaces else "0",
+                    "1" if cgroups else "0",
+                ],
+                pass_fds=[child.fileno()],
+                env=dict(_MIN_ENV),
+                cwd="/",
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
             )
         finally:
             child.close()
@@ -267,8 +280,13 @@ def _text(b: Any, limit: int = 4000) -> str:
     return b if len(b) <= limit else b[:limit] + f"... [{len(b) - limit} more chars]"
 
 
-def run_tests(code: str, tests: str, entry_point: Optional[str] = None,
-              limits: Limits = Limits(), prompt: Optional[str] = None) -> TestOutcome:
+def run_tests(
+    code: str,
+    tests: str,
+    entry_point: Optional[str] = None,
+    limits: Limits = Limits(),
+    prompt: Optional[str] = None,
+) -> TestOutcome:
     """Run ``tests`` against ``code``.
 
     If ``entry_point`` is given, the tests' globals hold the solution's ``entry_point`` (also
@@ -295,28 +313,40 @@ def run_tests(code: str, tests: str, entry_point: Optional[str] = None,
     )
 
 
-def run_io(code: str, inputs: list, limits: Limits = Limits(),
-           stop_on_error: bool = True) -> list:
+def run_io(code: str, inputs: list, limits: Limits = Limits(), stop_on_error: bool = True) -> list:
     """Run ``code`` as a program once per stdin string; a fresh process per case.
 
     Returns one ``ProgramOutcome`` per case that ran (with ``stop_on_error`` the runs stop
     after the first crash, timeout or output overflow). Expected outputs never enter the
     sandbox: the caller compares.
     """
-    header = {"mode": "io", "code": code, "limits": _limits_dict(limits),
-              "stop_on_error": bool(stop_on_error)}
+    header = {
+        "mode": "io",
+        "code": code,
+        "limits": _limits_dict(limits),
+        "stop_on_error": bool(stop_on_error),
+    }
     payload = {"inputs": [str(x) for x in inputs]}
     res = _execute(header, payload, limits.timeout_s * max(1, len(inputs)) + 5.0)
     if res.get("status") != "ok":
-        return [ProgramOutcome(None, None, "", _text(res.get("detail", "")),
-                               timed_out=res.get("status") == "timeout")]
+        return [
+            ProgramOutcome(
+                None, None, "", _text(res.get("detail", "")), timed_out=res.get("status") == "timeout"
+            )
+        ]
     out = []
     for case in res["cases"]:
-        out.append(ProgramOutcome(
-            exit_code=case["exit_code"], signal=case["signal"],
-            stdout=case["stdout"].decode("utf-8", "replace"),
-            stderr=_text(case["stderr"]), timed_out=case["timed_out"],
-            output_exceeded=case["output_exceeded"], duration_s=case["duration_s"]))
+        out.append(
+            ProgramOutcome(
+                exit_code=case["exit_code"],
+                signal=case["signal"],
+                stdout=case["stdout"].decode("utf-8", "replace"),
+                stderr=_text(case["stderr"]),
+                timed_out=case["timed_out"],
+                output_exceeded=case["output_exceeded"],
+                duration_s=case["duration_s"],
+            )
+        )
     return out
 
 

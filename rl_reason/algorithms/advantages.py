@@ -38,7 +38,9 @@ def _group_index(group_ids: torch.Tensor) -> tuple[torch.Tensor, int]:
     return inverse, (int(inverse.max()) + 1 if inverse.numel() else 0)
 
 
-def group_mean_std(rewards: torch.Tensor, group_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def group_mean_std(
+    rewards: torch.Tensor, group_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample mean, sample std (n-1) and size of the sample's group.
 
     ``group_ids`` may be any integers (not necessarily 0..G-1 or contiguous). A group of one
@@ -111,7 +113,9 @@ def outcome_token_rewards(rewards: torch.Tensor, mask: torch.Tensor) -> torch.Te
     return out
 
 
-def whiten(values: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], *, sum_fn=None, eps: float = 1e-8) -> list[torch.Tensor]:
+def whiten(
+    values: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], *, sum_fn=None, eps: float = 1e-8
+) -> list[torch.Tensor]:
     """(v - mean) / (std + eps) over the masked entries of all ``values`` together (population
     std); zero outside the masks. The tensors may differ in width (micro-batches). ``sum_fn``
     adds the (sum, sum of squares, count) over processes, so every rank whitens with the
@@ -180,5 +184,3 @@ def gae(
         # padding after the end keeps V_{t+1} = 0 for the last real token
         next_value = values[:, t] * m
     return adv, (adv + values) * mask
-
-

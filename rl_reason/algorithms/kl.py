@@ -20,5 +20,3 @@ def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k3") ->
     if kind == "k3":
         return torch.exp(-log_ratio) - 1.0 + log_ratio
     raise ValueError(f"unknown KL estimator {kind!r}; known: k1, k2, k3")
-
-

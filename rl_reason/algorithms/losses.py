@@ -12,7 +12,6 @@ from rl_reason.algorithms.advantages import masked_mean
 LOSS_AGGREGATIONS = ("token_mean", "seq_mean_token_mean", "seq_mean_token_sum_norm")
 
 
-
 # --------------------------------------------------------------------------- losses
 
 
@@ -143,5 +142,3 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
         p = torch.softmax(logits, dim=-1)
         return torch.logsumexp(logits, dim=-1) - (p * logits).sum(-1)
     return torch.stack([entropy_from_logits(row) for row in logits])
-
-

@@ -52,7 +52,9 @@ class AlgorithmSpec:
     def __post_init__(self) -> None:
         fn = self.sequence_advantages if self.level == "sequence" else self.token_advantages
         if fn is None:
-            raise ValueError(f"algorithm {self.name!r}: level={self.level!r} needs its {self.level}_advantages")
+            raise ValueError(
+                f"algorithm {self.name!r}: level={self.level!r} needs its {self.level}_advantages"
+            )
 
 
 _REGISTRY: dict[str, AlgorithmSpec] = {}
@@ -126,13 +128,29 @@ def _ppo(x: TokenInputs):
     return advs, rets
 
 
-register(AlgorithmSpec("grpo", "sequence", adv.grpo_advantages, needs_groups=True, doc="group mean/std baseline"))
+register(
+    AlgorithmSpec("grpo", "sequence", adv.grpo_advantages, needs_groups=True, doc="group mean/std baseline")
+)
 register(
     AlgorithmSpec(
-        "dr_grpo", "sequence", adv.dr_grpo_advantages, needs_groups=True,
-        default_loss_agg="seq_mean_token_sum_norm", doc="group mean baseline, constant normaliser",
+        "dr_grpo",
+        "sequence",
+        adv.dr_grpo_advantages,
+        needs_groups=True,
+        default_loss_agg="seq_mean_token_sum_norm",
+        doc="group mean baseline, constant normaliser",
     )
 )
-register(AlgorithmSpec("rloo", "sequence", adv.rloo_advantages, needs_groups=True, doc="leave-one-out baseline"))
-register(AlgorithmSpec("ppo", "token", token_advantages=_ppo, needs_critic=True, kl="either", doc="GAE on a LoRA critic"))
-register(AlgorithmSpec("reinforce_pp", "token", token_advantages=_reinforce_pp, kl="reward", doc="whitened returns"))
+register(
+    AlgorithmSpec("rloo", "sequence", adv.rloo_advantages, needs_groups=True, doc="leave-one-out baseline")
+)
+register(
+    AlgorithmSpec(
+        "ppo", "token", token_advantages=_ppo, needs_critic=True, kl="either", doc="GAE on a LoRA critic"
+    )
+)
+register(
+    AlgorithmSpec(
+        "reinforce_pp", "token", token_advantages=_reinforce_pp, kl="reward", doc="whitened returns"
+    )
+)

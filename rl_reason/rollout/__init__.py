@@ -37,9 +37,7 @@ class Rollout:
 
 @runtime_checkable
 class RolloutEngine(Protocol):
-    def generate(
-        self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams
-    ) -> list[Rollout]:
+    def generate(self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams) -> list[Rollout]:
         """n completions for each prompt, prompt-major."""
 
     def sync_weights(self) -> None:

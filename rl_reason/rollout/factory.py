@@ -10,7 +10,13 @@ from rl_reason.distributed import Dist, Lockstep
 from rl_reason.errors import ConfigError
 
 
-def make_engine(rollout_cfg: RolloutConfig, policy, run_dir: Path, lockstep: Optional[Lockstep] = None, dist: Optional[Dist] = None):
+def make_engine(
+    rollout_cfg: RolloutConfig,
+    policy,
+    run_dir: Path,
+    lockstep: Optional[Lockstep] = None,
+    dist: Optional[Dist] = None,
+):
     """The engine for ``rollout_cfg.engine``, sampling from ``policy``'s live adapter.
 
     ``lockstep`` (the trainer's Dist) is given when the base is sharded (train.fsdp); ``dist``
@@ -33,6 +39,4 @@ def make_engine(rollout_cfg: RolloutConfig, policy, run_dir: Path, lockstep: Opt
         from rl_reason.rollout.server import ServerEngine
 
         return ServerEngine(policy, rollout_cfg, run_dir, dist=dist)
-    raise ConfigError(
-        f"rollout.engine: {rollout_cfg.engine!r} is not one of hf, vllm, server"
-    )
+    raise ConfigError(f"rollout.engine: {rollout_cfg.engine!r} is not one of hf, vllm, server")

@@ -25,7 +25,13 @@ class HFEngine:
     batches on every rank (empty ones where a rank has fewer prompts) and decodes until every
     rank's rows are done. Merging is off then: the base weights are shards."""
 
-    def __init__(self, policy, batch_size: int = 64, merge_for_generation: bool = True, lockstep: Optional[Lockstep] = None):
+    def __init__(
+        self,
+        policy,
+        batch_size: int = 64,
+        merge_for_generation: bool = True,
+        lockstep: Optional[Lockstep] = None,
+    ):
         self.policy = policy
         self.batch_size = batch_size
         self.lockstep = lockstep
@@ -37,9 +43,7 @@ class HFEngine:
     def close(self) -> None:
         pass
 
-    def generate(
-        self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams
-    ) -> list[Rollout]:
+    def generate(self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams) -> list[Rollout]:
         jobs = [(i, list(p)) for i, p in enumerate(prompts) for _ in range(n)]
         out: list[Rollout] = []
         model = self.policy.model
@@ -59,11 +63,12 @@ class HFEngine:
                     if chunk:
                         out.extend(self._generate_batch(chunk, sampling))
                     else:  # this rank has no prompts left but must join the others' forwards
-                        self._generate_batch([(-1, [self.policy.tokenizer.pad_token_id])], sampling, idle=True)
+                        self._generate_batch(
+                            [(-1, [self.policy.tokenizer.pad_token_id])], sampling, idle=True
+                        )
         except torch.OutOfMemoryError as exc:  # pragma: no cover - needs a GPU
             raise EngineError(
-                "out of memory while sampling; lower rollout.generation_batch_size or "
-                "rollout.max_new_tokens"
+                "out of memory while sampling; lower rollout.generation_batch_size or rollout.max_new_tokens"
             ) from exc
         finally:
             model.train(was_training)
@@ -78,8 +83,15 @@ class HFEngine:
         eos_ids = _eos_ids(self.policy.model, tok)
         all_done = self.lockstep.all_true if self.lockstep is not None else None
         sampled = _sample(
-            self.policy.model, [p for _, p in jobs], sampling, eos_ids, tok.pad_token_id,
-            self.policy.device, tok if sampling.stop else None, all_done=all_done, idle=idle,
+            self.policy.model,
+            [p for _, p in jobs],
+            sampling,
+            eos_ids,
+            tok.pad_token_id,
+            self.policy.device,
+            tok if sampling.stop else None,
+            all_done=all_done,
+            idle=idle,
         )
         if idle:
             return []
@@ -105,8 +117,15 @@ class HFEngine:
 
 
 def _sample(
-    model, prompts, sampling: SamplingParams, eos_ids, pad_id, device, stop_tok=None,
-    all_done=None, idle: bool = False,
+    model,
+    prompts,
+    sampling: SamplingParams,
+    eos_ids,
+    pad_id,
+    device,
+    stop_tok=None,
+    all_done=None,
+    idle: bool = False,
 ):
     """Sample completions for left-padded ``prompts``; returns (ids, logprobs, finish) per row.
 
@@ -185,7 +204,7 @@ def _sample(
                 ended[b] = any(s in tail for s in stops)
         done |= torch.tensor(ended, dtype=torch.bool, device=device)
         local_done = bool(done.all())
-        if (all_done(local_done) if all_done is not None else local_done):
+        if all_done(local_done) if all_done is not None else local_done:
             break
         # drop finished rows once they are an eighth of the batch: each drop copies the
         # cache once, about the cost of one decode step's cache append
@@ -223,4 +242,3 @@ def _cut_at_stop(tok, ids: list[int], text: str, stops: Sequence[str]):
         if len(tok.decode(ids[:k], skip_special_tokens=True)) >= end:
             return ids[:k], text[:end], True
     return ids, text[:end], True
-

@@ -102,7 +102,13 @@ class Server:
         self.url = url[: -len("/v1")] if url.endswith("/v1") else url
         self.timeout = timeout
 
-    def call(self, path: str, payload: Optional[dict] = None, timeout: Optional[float] = None, retries: int = RETRIES):
+    def call(
+        self,
+        path: str,
+        payload: Optional[dict] = None,
+        timeout: Optional[float] = None,
+        retries: int = RETRIES,
+    ):
         wait = BACKOFF_S
         for attempt in range(1, retries + 1):
             try:
@@ -215,9 +221,7 @@ class ServerEngine:
             shutil.rmtree(old_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ generate
-    def generate(
-        self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams
-    ) -> list[Rollout]:
+    def generate(self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams) -> list[Rollout]:
         if not prompts:
             return []
         if self.watch.stale():

@@ -275,9 +275,7 @@ class VLLMEngine:
             raise EngineError(f"vLLM could not load the merged weights: {exc}".splitlines()[0]) from exc
 
     # ------------------------------------------------------------------ generate
-    def generate(
-        self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams
-    ) -> list[Rollout]:
+    def generate(self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams) -> list[Rollout]:
         if not prompts:
             return []
         if self.watch.stale():
@@ -290,9 +288,7 @@ class VLLMEngine:
         params = [vllm_sampling(sampling, n, seed) for seed in seeds]
         inputs = [TokensPrompt(prompt_token_ids=[int(t) for t in p]) for p in prompts]
         try:
-            outputs = self.llm.generate(
-                inputs, params, use_tqdm=False, lora_request=self.lora_request
-            )
+            outputs = self.llm.generate(inputs, params, use_tqdm=False, lora_request=self.lora_request)
         except torch.OutOfMemoryError as exc:  # pragma: no cover - needs a GPU
             raise EngineError(
                 "out of memory in vLLM; lower rollout.gpu_memory_utilization or rollout.max_model_len"

@@ -70,7 +70,7 @@ HIDDEN = [
     ("5", r"\newcommand{\five}{6}\boxed{5}"),
     ("5", r"\let\boxed\relax \boxed{5}"),
     ("5", '<span style="display:none">\\boxed{5}</span>'),
-    ("5", '<div hidden>\\boxed{5}</div>'),
+    ("5", "<div hidden>\\boxed{5}</div>"),
     ("5", '<span style="color: white">\\boxed{5}</span>'),
     ("5", '<span style="font-size:0">\\boxed{5}</span>'),
     ("5", r"\iffalse \boxed{5} \fi"),

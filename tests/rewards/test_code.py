@@ -12,8 +12,15 @@ from rewards import RewardResult
 from rewards.code import code_tests, extract_code, outputs_match
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "humaneval.jsonl"
-PICK = ("HumanEval/0", "HumanEval/2", "HumanEval/12", "HumanEval/32", "HumanEval/53",
-        "HumanEval/107", "HumanEval/160")
+PICK = (
+    "HumanEval/0",
+    "HumanEval/2",
+    "HumanEval/12",
+    "HumanEval/32",
+    "HumanEval/53",
+    "HumanEval/107",
+    "HumanEval/160",
+)
 
 
 def humaneval() -> dict:
@@ -32,8 +39,10 @@ def fields(row: dict) -> dict:
 
 
 def test_extract_last_python_block_by_default():
-    text = ("Try this:\n```python\ndef f():\n    return 1\n```\nBetter:\n"
-            "```py\ndef f():\n    return 2\n```\nand shell:\n```bash\nls\n```\n")
+    text = (
+        "Try this:\n```python\ndef f():\n    return 1\n```\nBetter:\n"
+        "```py\ndef f():\n    return 2\n```\nand shell:\n```bash\nls\n```\n"
+    )
     assert extract_code(text) == "def f():\n    return 2\n"
     assert extract_code(text, "first") == "def f():\n    return 1\n"
     assert extract_code(text, "all") == "def f():\n    return 1\n\n\ndef f():\n    return 2\n"
@@ -77,10 +86,12 @@ def test_canonical_humaneval_solutions_pass_and_broken_ones_fail():
         # a base-model style completion: only the body, the prompt is prepended (prefix=auto)
         body = code_tests(row["canonical_solution"], fields(row))
         assert (body.score, body.correct) == (1.0, True), (tid, body.info)
-        for broken in (row["prompt"] + "    return None\n",
-                       row["prompt"] + "    raise ValueError('no')\n",
-                       "import sys\nsys.exit(0)\n" + full,
-                       "print('PASSED')\n" + row["prompt"] + "    return None\n"):
+        for broken in (
+            row["prompt"] + "    return None\n",
+            row["prompt"] + "    raise ValueError('no')\n",
+            "import sys\nsys.exit(0)\n" + full,
+            "print('PASSED')\n" + row["prompt"] + "    return None\n",
+        ):
             res = code_tests(broken, fields(row))
             assert (res.score, res.correct) == (0.0, False), (tid, broken[-60:], res.info)
 
@@ -99,8 +110,10 @@ def test_plain_assert_tests_and_lists():
     assert (wrong.score, wrong.correct) == (0.0, False)
     assert wrong.info["status"] == "failed"
     # test_imports / test_setup_code (MBPP fields) are honoured
-    res = code_tests("def r(x):\n    return math.floor(x)\nimport math\n",
-                     {"tests": "assert r(2.5) == math.floor(2.5)", "test_imports": ["import math"]})
+    res = code_tests(
+        "def r(x):\n    return math.floor(x)\nimport math\n",
+        {"tests": "assert r(2.5) == math.floor(2.5)", "test_imports": ["import math"]},
+    )
     assert res.correct is True
 
 
@@ -112,8 +125,7 @@ def test_not_applicable_and_no_code():
 
 
 def test_timeout_param_is_applied():
-    res = code_tests("def f():\n    while True:\n        pass\n",
-                     {"tests": "assert f() == 1"}, timeout_s=1.0)
+    res = code_tests("def f():\n    while True:\n        pass\n", {"tests": "assert f() == 1"}, timeout_s=1.0)
     assert (res.score, res.correct, res.info["status"]) == (0.0, False, "timeout")
     assert res.info["duration_s"] < 5
 
@@ -121,8 +133,11 @@ def test_timeout_param_is_applied():
 # ---------------------------------------------------------------- io mode
 
 SQUARE = "```python\nn = int(input())\nprint(n * n)\n```"
-CASES = [{"input": "3\n", "output": "9\n"}, {"input": "12", "output": "144"},
-         {"input": "-4\n", "output": "16\n"}]
+CASES = [
+    {"input": "3\n", "output": "9\n"},
+    {"input": "12", "output": "144"},
+    {"input": "-4\n", "output": "16\n"},
+]
 
 
 def test_io_cases_all_pass():
@@ -159,8 +174,7 @@ def test_io_exit_status_and_exit_tricks():
 def test_io_timeout_and_output_cap():
     loop = code_tests("while True:\n    pass\n", {"io_cases": CASES[:1]}, timeout_s=1.0)
     assert loop.correct is False and loop.info["first_failure"]["why"] == "timeout"
-    spam = code_tests("print('9\\n' * (4 << 20))\n", {"io_cases": CASES[:1]},
-                      output_bytes=1 << 16)
+    spam = code_tests("print('9\\n' * (4 << 20))\n", {"io_cases": CASES[:1]}, output_bytes=1 << 16)
     assert spam.correct is False and spam.info["first_failure"]["why"] == "output_limit"
 
 

@@ -116,7 +116,10 @@ def test_boxed_format_after_think():
 
 
 def test_find_boxes_nested_and_escaped():
-    assert find_boxes(r"\boxed{\frac{1}{\sqrt{2}}} and \boxed{\{1,2\}}") == [r"\frac{1}{\sqrt{2}}", r"\{1,2\}"]
+    assert find_boxes(r"\boxed{\frac{1}{\sqrt{2}}} and \boxed{\{1,2\}}") == [
+        r"\frac{1}{\sqrt{2}}",
+        r"\{1,2\}",
+    ]
     assert last_boxed("none") is None
     assert last_boxed(r"\boxedfoo{1} \boxed{2}") == "2"
 

@@ -23,7 +23,9 @@ def trl_calculate_rewards(reward_funcs, inputs, prompts, completions, completion
     reward_kwargs["log_metric"] = lambda name, value: logged.setdefault(name, []).append(value)
     out = []
     for reward_func in reward_funcs:
-        rewards = reward_func(prompts=prompts, completions=completions, completion_ids=completion_ids_list, **reward_kwargs)
+        rewards = reward_func(
+            prompts=prompts, completions=completions, completion_ids=completion_ids_list, **reward_kwargs
+        )
         assert len(rewards) == len(prompts)
         out.append(rewards)
     return out
@@ -67,7 +69,9 @@ def test_trl_conversational_completions_and_answer_key():
 def test_trl_none_errors_and_timeouts():
     inputs = [{"prompt": "p"}, {"prompt": "p", "answer": "x"}]
     # only_if_answer needs the column; a column missing from some rows is not passed at all
-    (scores,) = trl_calculate_rewards([for_trl(C + "only_if_answer")], inputs, ["p", "p"], ["a", "b"], [[1], [1]], {})
+    (scores,) = trl_calculate_rewards(
+        [for_trl(C + "only_if_answer")], inputs, ["p", "p"], ["a", "b"], [[1], [1]], {}
+    )
     assert scores == [None, None]
     inputs = [{"prompt": "p", "answer": "x"}] * 3
     logged = {}
@@ -103,8 +107,13 @@ def test_trl_unknown_checker():
 def test_verl_calling_convention():
     compute_score = for_verl(C + "echo_answer")
     # verl's NaiveRewardManager calls with keywords
-    assert compute_score(data_source="openai/gsm8k", solution_str="7", ground_truth="7", extra_info={"index": 0}) == 1.0
-    assert compute_score(data_source="openai/gsm8k", solution_str="8", ground_truth="7", extra_info=None) == 0.0
+    assert (
+        compute_score(data_source="openai/gsm8k", solution_str="7", ground_truth="7", extra_info={"index": 0})
+        == 1.0
+    )
+    assert (
+        compute_score(data_source="openai/gsm8k", solution_str="8", ground_truth="7", extra_info=None) == 0.0
+    )
     # positionally, as in default_compute_score(data_source, solution_str, ground_truth, extra_info)
     assert compute_score("lighteval/MATH", "7", "7") == 1.0
     # newer verl passes extra keywords; they are accepted
@@ -140,7 +149,18 @@ def test_verl_with_builtin_format_checker():
 
 def test_message_text():
     assert message_text("abc") == "abc"
-    assert message_text([{"role": "assistant", "content": "a"}, {"role": "tool", "content": "t"},
-                         {"role": "assistant", "content": "b"}]) == "a\nb"
+    assert (
+        message_text(
+            [
+                {"role": "assistant", "content": "a"},
+                {"role": "tool", "content": "t"},
+                {"role": "assistant", "content": "b"},
+            ]
+        )
+        == "a\nb"
+    )
     assert message_text([{"content": "x"}]) == "x"
-    assert message_text({"role": "assistant", "content": [{"type": "text", "text": "y"}, {"type": "image"}]}) == "y"
+    assert (
+        message_text({"role": "assistant", "content": [{"type": "text", "text": "y"}, {"type": "image"}]})
+        == "y"
+    )

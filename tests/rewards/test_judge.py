@@ -29,9 +29,18 @@ def _no_backend():
 
 @pytest.mark.parametrize(
     "reply,verdict",
-    [("yes", True), ("Yes.", True), ("  NO, they differ", False), ("<think>hmm</think> yes", True),
-     ("maybe", None), ("the answer is yes", None), ("", None), (None, None), ("yesterday", None),
-     ("__import__('os').system('echo hi')", None)],
+    [
+        ("yes", True),
+        ("Yes.", True),
+        ("  NO, they differ", False),
+        ("<think>hmm</think> yes", True),
+        ("maybe", None),
+        ("the answer is yes", None),
+        ("", None),
+        (None, None),
+        ("yesterday", None),
+        ("__import__('os').system('echo hi')", None),
+    ],
 )
 def test_parse_verdict(reply, verdict):
     assert parse_verdict(reply) is verdict

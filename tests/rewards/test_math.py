@@ -17,9 +17,25 @@ from tests.rewards import math_pairs
 CLASSES = {
     name: getattr(math_pairs, name)
     for name in (
-        "INTEGERS", "DECIMALS", "FRACTIONS", "MIXED_AND_SCI", "PERCENT", "UNITS_DEGREES", "LATEX",
-        "ALGEBRA", "COMPLEX", "EQUATIONS", "INTERVALS", "TUPLES", "LISTS_SETS", "MATRICES",
-        "RATIOS", "TEXT", "CHOICES", "UNICODE", "BASES",
+        "INTEGERS",
+        "DECIMALS",
+        "FRACTIONS",
+        "MIXED_AND_SCI",
+        "PERCENT",
+        "UNITS_DEGREES",
+        "LATEX",
+        "ALGEBRA",
+        "COMPLEX",
+        "EQUATIONS",
+        "INTERVALS",
+        "TUPLES",
+        "LISTS_SETS",
+        "MATRICES",
+        "RATIOS",
+        "TEXT",
+        "CHOICES",
+        "UNICODE",
+        "BASES",
     )
 }
 
@@ -143,7 +159,7 @@ PAYLOADS = [
     "__import__('os').system('touch {marker}')",
     "\\boxed{__import__('os').system('touch {marker}')}",
     "exec(\"open('{marker}', 'w')\")",
-    "eval('__import__(\"os\").system(\"touch {marker}\")')",
+    'eval(\'__import__("os").system("touch {marker}")\')',
     "lambda: __import__('os').system('touch {marker}')",
     "Symbol('x').__class__.__init__.__globals__['os'].system('touch {marker}')",
     "().__class__.__base__.__subclasses__()",
@@ -166,9 +182,17 @@ def test_code_in_answers_is_never_run(tmp_path, payload):
 
 def test_pathological_inputs_are_refused_cheaply():
     t0 = time.perf_counter()
-    for pred in ["10^{10^{10}}", "2^{2^{2^{2^{2^{2}}}}}", "1000000!", "(x+1)^{100000}",
-                 "(" * 500 + "1" + ")" * 500, "{" * 300 + "1" + "}" * 300, "1" * 100_000,
-                 "\\sqrt{" * 200 + "2" + "}" * 200, "9^{9^{9}}"]:
+    for pred in [
+        "10^{10^{10}}",
+        "2^{2^{2^{2^{2^{2}}}}}",
+        "1000000!",
+        "(x+1)^{100000}",
+        "(" * 500 + "1" + ")" * 500,
+        "{" * 300 + "1" + "}" * 300,
+        "1" * 100_000,
+        "\\sqrt{" * 200 + "2" + "}" * 200,
+        "9^{9^{9}}",
+    ]:
         assert equivalent("5", pred) is False
         assert equivalent(pred, "5") is False
     assert time.perf_counter() - t0 < 5.0
@@ -188,7 +212,9 @@ def test_pathological_answers_through_the_runner_are_not_correct_quickly():
 
 
 def test_module_imports_neither_torch_nor_rl_reason():
-    code = "import sys, rewards.math; assert 'torch' not in sys.modules; assert 'rl_reason' not in sys.modules"
+    code = (
+        "import sys, rewards.math; assert 'torch' not in sys.modules; assert 'rl_reason' not in sys.modules"
+    )
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     subprocess.run([sys.executable, "-c", code], check=True, cwd=root)
 

@@ -17,7 +17,14 @@ ROOT = str(Path(__file__).resolve().parents[2])
 
 def test_builtin_names_listed():
     names = known_names()
-    for name in ("math_answer", "code_tests", "think_format", "boxed_format", "overlong_penalty", "length_penalty"):
+    for name in (
+        "math_answer",
+        "code_tests",
+        "think_format",
+        "boxed_format",
+        "overlong_penalty",
+        "length_penalty",
+    ):
         assert name in names
     assert names == sorted(names)
 
@@ -134,7 +141,7 @@ def test_entry_point_plugin(tmp_path, monkeypatch):
 
 def test_entry_point_plugin_in_fresh_interpreter(tmp_path):
     """The plugin is found by name in a new process, as a recipe would name it."""
-    ep_name = _make_plugin(tmp_path, name="demo_plugin_two", ep_name="demo_two")
+    _make_plugin(tmp_path, name="demo_plugin_two", ep_name="demo_two")
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]);"
         "import rewards; fn = rewards.resolve('demo_two');"
@@ -190,7 +197,10 @@ def test_check_params_against_the_signature():
     from rewards import check_params, resolve
 
     check_params(resolve("regex"), {"pattern": "x", "mode": "fraction"})
-    with pytest.raises(ValueError, match=r"unknown param 'patern' for checker 'regex' \(did you mean 'pattern'\?\); it takes: mode, pattern"):
+    with pytest.raises(
+        ValueError,
+        match=r"unknown param 'patern' for checker 'regex' \(did you mean 'pattern'\?\); it takes: mode, pattern",
+    ):
         check_params(resolve("regex"), {"patern": "x"}, "regex")
     # **params checkers: the params they read are declared
     check_params(resolve("math_answer"), {"numeric_only": True})

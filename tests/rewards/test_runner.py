@@ -213,8 +213,15 @@ def test_runtime_registered_checker_seen_by_workers():
 
 
 def test_spec_forms_and_validation():
-    s = Scorer(["tests.rewards._checkers:const", (C + "length", 2.0), (C + "const", 1.0, {"value": 3}, "three"),
-                {"name": C + "nap", "params": {"seconds": 0}, "alias": "nap"}], workers=0)
+    s = Scorer(
+        [
+            "tests.rewards._checkers:const",
+            (C + "length", 2.0),
+            (C + "const", 1.0, {"value": 3}, "three"),
+            {"name": C + "nap", "params": {"seconds": 0}, "alias": "nap"},
+        ],
+        workers=0,
+    )
     assert s.aliases == [C + "const", C + "length", "three", "nap"]
     assert s.score(["abc"], None).total == [1.0 + 6.0 + 3.0 + 1.0]
     with pytest.raises(ValueError, match="alias"):

@@ -9,7 +9,6 @@ Attacks that could hurt the machine through a broken sandbox are bounded (fan-ou
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import threading
@@ -75,8 +74,7 @@ SETNAME = "__import__('ctypes').CDLL(None).prctl(15, {tok!r}.encode(), 0, 0, 0)"
 
 def test_capabilities_report_what_applies():
     info = caps()
-    for key in ("root", "uid_drop", "mount_ns", "pid_ns", "cgroup", "network", "namespaces",
-                "seccomp"):
+    for key in ("root", "uid_drop", "mount_ns", "pid_ns", "cgroup", "network", "namespaces", "seccomp"):
         assert key in info
     assert info["network"] in ("netns", "socket-blocked")
     assert sandbox.network_isolation() == info["network"]
@@ -106,9 +104,11 @@ def test_plain_asserts_and_no_test_ran():
 
 
 def test_runs_as_unprivileged_uid_in_throwaway_dir_with_closed_stdin():
-    code = ("import os, sys\n"
-            "print(os.getuid(), os.geteuid(), os.getcwd(), repr(sys.stdin.read()))\n"
-            "open('scratch.txt', 'w').write('x')\n")
+    code = (
+        "import os, sys\n"
+        "print(os.getuid(), os.geteuid(), os.getcwd(), repr(sys.stdin.read()))\n"
+        "open('scratch.txt', 'w').write('x')\n"
+    )
     a = sandbox.run_program(code, stdin="")
     b = sandbox.run_program(code, stdin="")
     assert a.ok and b.ok, (a.stderr, b.stderr)
@@ -123,17 +123,29 @@ def test_runs_as_unprivileged_uid_in_throwaway_dir_with_closed_stdin():
 # ---------------------------------------------------------------- exit tricks
 
 
-@pytest.mark.parametrize("code", [
-    "import sys\nsys.exit(0)\n" + GOOD,
-    "import os\nos._exit(0)\n" + GOOD,
-    "raise SystemExit(0)\n" + GOOD,
-    "import sys\ndef add(a, b):\n    sys.exit(0)\n",
-    "import os\ndef add(a, b):\n    os._exit(0)\n",
-    "def add(a, b):\n    raise SystemExit(0)\n",
-    "def add(a, b):\n    raise KeyboardInterrupt\n",
-    "import os, signal\ndef add(a, b):\n    os.kill(os.getpid(), signal.SIGKILL)\n",
-], ids=["sys.exit-top", "os._exit-top", "SystemExit-top", "sys.exit-in-call",
-        "os._exit-in-call", "SystemExit-in-call", "KeyboardInterrupt-in-call", "self-kill"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import sys\nsys.exit(0)\n" + GOOD,
+        "import os\nos._exit(0)\n" + GOOD,
+        "raise SystemExit(0)\n" + GOOD,
+        "import sys\ndef add(a, b):\n    sys.exit(0)\n",
+        "import os\ndef add(a, b):\n    os._exit(0)\n",
+        "def add(a, b):\n    raise SystemExit(0)\n",
+        "def add(a, b):\n    raise KeyboardInterrupt\n",
+        "import os, signal\ndef add(a, b):\n    os.kill(os.getpid(), signal.SIGKILL)\n",
+    ],
+    ids=[
+        "sys.exit-top",
+        "os._exit-top",
+        "SystemExit-top",
+        "sys.exit-in-call",
+        "os._exit-in-call",
+        "SystemExit-in-call",
+        "KeyboardInterrupt-in-call",
+        "self-kill",
+    ],
+)
 def test_exit_before_or_during_tests_fails(code):
     out = run(code)
     assert out.passed is False
@@ -146,9 +158,11 @@ def test_raising_systemexit_in_tests_does_not_pass():
 
 
 def test_fake_pass_output_is_ignored():
-    code = ("print('PASSED'); print('All tests passed!'); print('OK')\n"
-            "import sys; sys.stderr.write('ok\\n')\n"
-            "def add(a, b):\n    print('test passed')\n    return 0\n")
+    code = (
+        "print('PASSED'); print('All tests passed!'); print('OK')\n"
+        "import sys; sys.stderr.write('ok\\n')\n"
+        "def add(a, b):\n    print('test passed')\n    return 0\n"
+    )
     out = run(code)
     assert (out.passed, out.status) == (False, "failed")
     assert "PASSED" in out.stdout  # it printed; the harness did not care
@@ -157,42 +171,47 @@ def test_fake_pass_output_is_ignored():
 # ---------------------------------------------------------------- monkeypatching
 
 
-@pytest.mark.parametrize("code", [
-    # builtins replaced in the model process
-    "import builtins\nbuiltins.AssertionError = type('X', (Exception,), {})\n"
-    "builtins.isinstance = lambda *a: True\ndef add(a, b):\n    return 0\n",
-    # its own `check` that accepts anything
-    "def check(candidate):\n    return True\ndef add(a, b):\n    return 0\n",
-    # an object that equals everything
-    "class E:\n    def __eq__(self, other):\n        return True\n    __hash__ = None\n"
-    "def add(a, b):\n    return E()\n",
-    # an int subclass that equals everything
-    "class I(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n"
-    "def add(a, b):\n    return I(0)\n",
-    # reaching for the caller's frames / assert machinery
-    "import sys, gc\nfor o in gc.get_objects():\n    if type(o) is dict and 'check' in o:\n"
-    "        o['check'] = lambda c: None\ndef add(a, b):\n    return 0\n",
-    # __import__ hijack
-    "import builtins\n_real = builtins.__import__\n"
-    "builtins.__import__ = lambda *a, **k: _real(*a, **k)\ndef add(a, b):\n    return 0\n",
-], ids=["builtins", "own-check", "always-equal", "int-subclass-equal", "gc-frames",
-        "import-hook"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        # builtins replaced in the model process
+        "import builtins\nbuiltins.AssertionError = type('X', (Exception,), {})\n"
+        "builtins.isinstance = lambda *a: True\ndef add(a, b):\n    return 0\n",
+        # its own `check` that accepts anything
+        "def check(candidate):\n    return True\ndef add(a, b):\n    return 0\n",
+        # an object that equals everything
+        "class E:\n    def __eq__(self, other):\n        return True\n    __hash__ = None\n"
+        "def add(a, b):\n    return E()\n",
+        # an int subclass that equals everything
+        "class I(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n"
+        "def add(a, b):\n    return I(0)\n",
+        # reaching for the caller's frames / assert machinery
+        "import sys, gc\nfor o in gc.get_objects():\n    if type(o) is dict and 'check' in o:\n"
+        "        o['check'] = lambda c: None\ndef add(a, b):\n    return 0\n",
+        # __import__ hijack
+        "import builtins\n_real = builtins.__import__\n"
+        "builtins.__import__ = lambda *a, **k: _real(*a, **k)\ndef add(a, b):\n    return 0\n",
+    ],
+    ids=["builtins", "own-check", "always-equal", "int-subclass-equal", "gc-frames", "import-hook"],
+)
 def test_monkeypatching_cannot_change_the_verdict(code):
     out = run(code)
     assert out.passed is False, out
 
 
 def test_forged_frames_on_inherited_fds_do_not_pass():
-    code = ("import os, struct, marshal, pickle\n"
-            "fake = marshal.dumps({'status': 'passed', 'calls': 5})\n"
-            "ok = pickle.dumps(('ok', 5))\n"
-            "for fd in range(3, 64):\n"
-            "    for blob in (fake, ok):\n"
-            "        try:\n"
-            "            os.write(fd, struct.pack('<I', len(blob)) + blob)\n"
-            "        except OSError:\n"
-            "            pass\n"
-            "def add(a, b):\n    return 0\n")
+    code = (
+        "import os, struct, marshal, pickle\n"
+        "fake = marshal.dumps({'status': 'passed', 'calls': 5})\n"
+        "ok = pickle.dumps(('ok', 5))\n"
+        "for fd in range(3, 64):\n"
+        "    for blob in (fake, ok):\n"
+        "        try:\n"
+        "            os.write(fd, struct.pack('<I', len(blob)) + blob)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "def add(a, b):\n    return 0\n"
+    )
     assert run(code).passed is False
 
 
@@ -295,8 +314,7 @@ def test_memory_bomb_fails():
 
 def test_recursion_bombs_fail():
     assert run("def add(a, b):\n    return add(a, b)\n").passed is False
-    deep = ("import sys\nsys.setrecursionlimit(10**8)\n"
-            "def add(a, b, d=0):\n    return add(a, b, d + 1)\n")
+    deep = "import sys\nsys.setrecursionlimit(10**8)\ndef add(a, b, d=0):\n    return add(a, b, d + 1)\n"
     assert run(deep, limits=Limits(timeout_s=5)).passed is False
 
 
@@ -310,11 +328,13 @@ def test_huge_output_is_capped():
 
 
 def test_huge_file_is_refused():
-    code = ("def add(a, b):\n"
-            "    with open('big.bin', 'wb') as fh:\n"
-            "        for _ in range(64):\n"
-            "            fh.write(b'0' * (1 << 20))\n"
-            "    return a + b\n")
+    code = (
+        "def add(a, b):\n"
+        "    with open('big.bin', 'wb') as fh:\n"
+        "        for _ in range(64):\n"
+        "            fh.write(b'0' * (1 << 20))\n"
+        "    return a + b\n"
+    )
     out = run(code, limits=Limits(timeout_s=5, file_size_mb=8))
     assert out.passed is False
     assert run(code, limits=Limits(timeout_s=5, file_size_mb=128)).passed is True  # control
@@ -365,7 +385,7 @@ def test_no_network_connection_reaches_a_local_listener():
             "        pass\n"
             "    import subprocess, sys\n"  # a fresh interpreter, free of in-process patches
             "    r = subprocess.run([sys.executable, '-c', 'import socket; "
-            f"socket.create_connection((\"127.0.0.1\", {port}), timeout=1)'], "
+            f'socket.create_connection(("127.0.0.1", {port}), timeout=1)\'], '
             "capture_output=True, timeout=5)\n"
             "    return a + b if r.returncode == 0 else None\n"
         )
@@ -382,8 +402,13 @@ def test_writes_and_deletes_outside_the_workdir_fail(tmp_path):
     tok = token()
     sentinel = tmp_path / "sentinel.txt"
     sentinel.write_text("keep me")
-    targets = [str(tmp_path / "pwned.txt"), str(REPO / f".{tok}"), f"/tmp/{tok}",
-               f"/var/tmp/{tok}", os.path.join(os.getcwd(), f".{tok}-cwd")]
+    targets = [
+        str(tmp_path / "pwned.txt"),
+        str(REPO / f".{tok}"),
+        f"/tmp/{tok}",
+        f"/var/tmp/{tok}",
+        os.path.join(os.getcwd(), f".{tok}-cwd"),
+    ]
     victims = [str(sentinel)]
     code = (
         "import os\n"
@@ -421,8 +446,10 @@ def test_writes_and_deletes_outside_the_workdir_fail(tmp_path):
 
 def test_files_under_work_and_the_cwd_are_hidden():
     if not caps()["mount_ns"]:
-        pytest.skip("no mount namespace here: hidden directories do not apply "
-                    f"({caps().get('mount_ns_error', 'namespaces unavailable')})")
+        pytest.skip(
+            "no mount namespace here: hidden directories do not apply "
+            f"({caps().get('mount_ns_error', 'namespaces unavailable')})"
+        )
     target = REPO / "pyproject.toml"
     first = target.read_text().splitlines()[0]
     code = (
@@ -438,7 +465,7 @@ def test_files_under_work_and_the_cwd_are_hidden():
         "            pass\n"
         "    return os.listdir('/work') or None\n"
     )
-    tests = f"def check(candidate):\n    assert candidate(0, 0)\n"
+    tests = "def check(candidate):\n    assert candidate(0, 0)\n"
     assert run(code, tests).passed is False
     listing = sandbox.run_program("import os\nprint(os.listdir('/work'), os.listdir('/tmp'))\n")
     assert "main" not in listing.stdout and "shared" not in listing.stdout
@@ -479,10 +506,12 @@ def test_killing_the_parent_and_others_is_contained():
 
 def test_os_system_and_subprocess_stay_inside(tmp_path):
     marker = tmp_path / "sys.txt"
-    code = ("import os\n"
-            "def add(a, b):\n"
-            f"    os.system('echo PASSED; echo x > {marker}')\n"
-            f"    return a + b if os.path.exists({str(marker)!r}) else None\n")
+    code = (
+        "import os\n"
+        "def add(a, b):\n"
+        f"    os.system('echo PASSED; echo x > {marker}')\n"
+        f"    return a + b if os.path.exists({str(marker)!r}) else None\n"
+    )
     out = run(code, limits=Limits(timeout_s=5))
     assert out.passed is False
     assert not marker.exists()
@@ -552,10 +581,10 @@ def test_fallback_without_namespaces_still_contains_the_basics(monkeypatch, tmp_
 from rewards.code import code_tests  # noqa: E402
 
 
-def score(code: str, tests: str = TESTS, entry: str | None = "add", timeout_s: float = 3.0,
-          **fields) -> float:
-    res = code_tests(code, dict(fields, tests=tests, entry_point=entry), prefix="never",
-                     timeout_s=timeout_s)
+def score(
+    code: str, tests: str = TESTS, entry: str | None = "add", timeout_s: float = 3.0, **fields
+) -> float:
+    res = code_tests(code, dict(fields, tests=tests, entry_point=entry), prefix="never", timeout_s=timeout_s)
     return res.score
 
 
@@ -590,6 +619,7 @@ SANDBOX_UIDS = range(0x10000000, 0x10000000 + 0x40000 * 4096)  # the runs' fresh
 def host_state() -> dict:
     """What runs could have left on the host: /dev/shm entries and SysV segments owned by a
     sandbox uid (other jobs on this machine use /dev/shm too), our fallback workdirs."""
+
     def owned(d):
         out = set()
         try:
@@ -676,26 +706,60 @@ TAKEOVER = (
 _X = lambda s: b"X" + len(s).to_bytes(4, "little") + s.encode()  # noqa: E731  BINUNICODE
 PICKLE_READY = b"\x80\x02" + _X("ready") + b"]" + _X("add") + _X("ref") + b"N\x87a\x86."
 # ('ok', Counter()) after BUILD set Counter.__eq__ = slice: every == with a Counter is truthy
-PICKLE_BUILD = (b"\x80\x02" + _X("ok") + b"ccollections\nCounter\n" + b"N}" + _X("__eq__")
-                + b"cbuiltins\nslice\ns\x86b)R\x86.")
+PICKLE_BUILD = (
+    b"\x80\x02"
+    + _X("ok")
+    + b"ccollections\nCounter\n"
+    + b"N}"
+    + _X("__eq__")
+    + b"cbuiltins\nslice\ns\x86b)R\x86."
+)
 # a table whose decoding calls the solution (REDUCE on a remote handle): a "call" no test made
-PICKLE_REDUCE_READY = (b"\x80\x02" + _X("ready") + b"]" + _X("add") + _X("ref") + b"N\x87a"
-                       + _X("x") + _X("data") + _X("h") + b"K\x01\x86Q)R\x87a\x86.")
+PICKLE_REDUCE_READY = (
+    b"\x80\x02"
+    + _X("ready")
+    + b"]"
+    + _X("add")
+    + _X("ref")
+    + b"N\x87a"
+    + _X("x")
+    + _X("data")
+    + _X("h")
+    + b"K\x01\x86Q)R\x87a\x86."
+)
 PICKLE_OK = b"\x80\x02" + _X("ok") + b"K\x05\x86."
 JSON_READY = b'["ready",[["add","ref",null]]]'
 
 
-@pytest.mark.parametrize("ready,reply,tests", [
-    (PICKLE_READY, PICKLE_BUILD, TESTS),
-    (PICKLE_REDUCE_READY, PICKLE_OK, "def check(candidate):\n    pass\n"),
-    (JSON_READY, b'["ok",' + b"[" * 100000 + b"]" * 100000 + b"]", TESTS),
-    (JSON_READY, b'["ok",{"t":"global","v":"os.system"}]', TESTS),
-    (JSON_READY, b'["ok",{"t":"int","v":"' + b"f" * 2_000_000 + b'"}]', TESTS),
-    (JSON_READY, b'["ok",{"t":"ref","v":-1}]', "def check(candidate):\n    assert candidate(1, 2) is not None\n"),
-    (JSON_READY, b'["exc",["StopIteration"],""]',
-     "def check(candidate):\n    for r in map(candidate, [1]):\n        assert r == 2\n"),
-], ids=["pickle-build", "pickle-reduce-call", "json-deep", "json-unknown-tag", "json-huge-int",
-        "json-bad-ref", "json-stopiteration"])
+@pytest.mark.parametrize(
+    "ready,reply,tests",
+    [
+        (PICKLE_READY, PICKLE_BUILD, TESTS),
+        (PICKLE_REDUCE_READY, PICKLE_OK, "def check(candidate):\n    pass\n"),
+        (JSON_READY, b'["ok",' + b"[" * 100000 + b"]" * 100000 + b"]", TESTS),
+        (JSON_READY, b'["ok",{"t":"global","v":"os.system"}]', TESTS),
+        (JSON_READY, b'["ok",{"t":"int","v":"' + b"f" * 2_000_000 + b'"}]', TESTS),
+        (
+            JSON_READY,
+            b'["ok",{"t":"ref","v":-1}]',
+            "def check(candidate):\n    assert candidate(1, 2) is not None\n",
+        ),
+        (
+            JSON_READY,
+            b'["exc",["StopIteration"],""]',
+            "def check(candidate):\n    for r in map(candidate, [1]):\n        assert r == 2\n",
+        ),
+    ],
+    ids=[
+        "pickle-build",
+        "pickle-reduce-call",
+        "json-deep",
+        "json-unknown-tag",
+        "json-huge-int",
+        "json-bad-ref",
+        "json-stopiteration",
+    ],
+)
 def test_reply_channel_carries_data_only(ready, reply, tests):
     box = Contained()
     out = run(TAKEOVER.format(ready=ready, reply=reply), tests, limits=Limits(timeout_s=3))
@@ -706,26 +770,59 @@ def test_reply_channel_carries_data_only(ready, reply, tests):
 # ---------------------------------------------------------------- 2. names from the solution
 
 
-@pytest.mark.parametrize("code,tests,entry,prompt", [
-    ("def abs(x):\n    return 0\ndef f(x):\n    return 7\n",
-     "def check(candidate):\n    assert abs(candidate(1.0) - 2.0) < 1e-9\n", "f", None),
-    ("def sorted(x):\n    return [1, 2, 3]\ndef f(x):\n    return [3, 1]\n",
-     "def check(candidate):\n    assert sorted(candidate(0)) == [1, 2, 3]\n", "f", None),
-    ("set = lambda x: {1}\ndef f(x):\n    return [2]\n",
-     "def check(candidate):\n    assert set(candidate(0)) == {1}\n", "f", None),
-    ("class math:\n    fabs = staticmethod(lambda x: 0.0)\ndef f(x):\n    return 7\n",
-     "def check(candidate):\n    assert math.fabs(candidate(1) - 2) < 1e-9\n", "f",
-     "import math\n\n\ndef f(x):\n    \"\"\"Return 2.\"\"\"\n"),
-    ("def enc(s):\n    return s\ndef dec(s):\n    return s\n",
-     "def check(candidate):\n    for w in ['abc', 'hello']:\n        assert candidate(enc(w)) == w\n",
-     "dec", "def enc(s):\n    return s[::-1]\n\n\ndef dec(s):\n    \"\"\"Undo enc.\"\"\"\n"),
-    ("def sorted(x):\n    return [1, 2, 3]\ndef f():\n    return [3, 1]\n",
-     "assert sorted(f()) == [1, 2, 3]\n", None, None),
-    ("import cmath as math\ndef f():\n    return -4\n",
-     "assert math.sqrt(f()) == 2j\n", None, None),
-    ("len = lambda x: 3\ndef f():\n    return 'ab'\n", "assert len(f()) == 3\n", None, None),
-], ids=["abs", "sorted", "set", "fake-math-module", "prompt-helper-redefined",
-        "mbpp-sorted", "mbpp-module-alias", "mbpp-len"])
+@pytest.mark.parametrize(
+    "code,tests,entry,prompt",
+    [
+        (
+            "def abs(x):\n    return 0\ndef f(x):\n    return 7\n",
+            "def check(candidate):\n    assert abs(candidate(1.0) - 2.0) < 1e-9\n",
+            "f",
+            None,
+        ),
+        (
+            "def sorted(x):\n    return [1, 2, 3]\ndef f(x):\n    return [3, 1]\n",
+            "def check(candidate):\n    assert sorted(candidate(0)) == [1, 2, 3]\n",
+            "f",
+            None,
+        ),
+        (
+            "set = lambda x: {1}\ndef f(x):\n    return [2]\n",
+            "def check(candidate):\n    assert set(candidate(0)) == {1}\n",
+            "f",
+            None,
+        ),
+        (
+            "class math:\n    fabs = staticmethod(lambda x: 0.0)\ndef f(x):\n    return 7\n",
+            "def check(candidate):\n    assert math.fabs(candidate(1) - 2) < 1e-9\n",
+            "f",
+            'import math\n\n\ndef f(x):\n    """Return 2."""\n',
+        ),
+        (
+            "def enc(s):\n    return s\ndef dec(s):\n    return s\n",
+            "def check(candidate):\n    for w in ['abc', 'hello']:\n        assert candidate(enc(w)) == w\n",
+            "dec",
+            'def enc(s):\n    return s[::-1]\n\n\ndef dec(s):\n    """Undo enc."""\n',
+        ),
+        (
+            "def sorted(x):\n    return [1, 2, 3]\ndef f():\n    return [3, 1]\n",
+            "assert sorted(f()) == [1, 2, 3]\n",
+            None,
+            None,
+        ),
+        ("import cmath as math\ndef f():\n    return -4\n", "assert math.sqrt(f()) == 2j\n", None, None),
+        ("len = lambda x: 3\ndef f():\n    return 'ab'\n", "assert len(f()) == 3\n", None, None),
+    ],
+    ids=[
+        "abs",
+        "sorted",
+        "set",
+        "fake-math-module",
+        "prompt-helper-redefined",
+        "mbpp-sorted",
+        "mbpp-module-alias",
+        "mbpp-len",
+    ],
+)
 def test_solution_names_do_not_leak_into_the_tests(code, tests, entry, prompt):
     box = Contained()
     fields = {"prompt": prompt} if prompt else {}
@@ -734,7 +831,7 @@ def test_solution_names_do_not_leak_into_the_tests(code, tests, entry, prompt):
 
 
 def test_the_prompts_declarations_and_imports_reach_the_tests():
-    prompt = "import math\n\n\ndef poly(x):\n    return x * x\n\n\ndef f(x):\n    \"\"\"doc\"\"\"\n"
+    prompt = 'import math\n\n\ndef poly(x):\n    return x * x\n\n\ndef f(x):\n    """doc"""\n'
     tests = "def check(candidate):\n    assert math.isclose(poly(candidate(3)), 9.0)\n"
     assert score(prompt + "    return x\n", tests, "f", prompt=prompt) == 1.0
     # a natural-language prompt declares nothing and does not break the run
@@ -748,25 +845,46 @@ def test_the_prompts_declarations_and_imports_reach_the_tests():
 # ---------------------------------------------------------------- 3. control-flow exceptions
 
 
-@pytest.mark.parametrize("code,tests", [
-    ("def add(a, b):\n    raise StopIteration\n",
-     "def check(candidate):\n    for r in map(candidate, [1, 2], [3, 4]):\n"
-     "        assert r == 99\n"),
-    ("def add(a, b):\n    raise StopIteration\n",
-     "def check(candidate):\n    assert not any(map(candidate, [1, 2], [3, 4]))\n"),
-    ("class Done(StopIteration):\n    pass\ndef add(a, b):\n    raise Done()\n",
-     "def check(candidate):\n    for r in map(candidate, [1], [1]):\n        assert r == 99\n"),
-    ("def add(a, b):\n    raise StopAsyncIteration\n",
-     "def check(candidate):\n    try:\n        candidate(1, 2)\n    except Exception:\n        pass\n"
-     "    assert True\n"),
-    ("def add(a, b):\n    raise GeneratorExit\n",
-     "def check(candidate):\n    for r in map(candidate, [1], [1]):\n        assert r == 99\n"),
-    ("def add(a, b):\n    return []\n",
-     "def check(candidate):\n    for p in candidate(10, 0):\n        assert p % 2 == 0 and p > 0\n"),
-    ("def add(a, b):\n    return []\n",
-     "for p in add(10, 0):\n    assert p > 0\n"),
-], ids=["stopiteration-map", "stopiteration-any", "stopiteration-subclass", "stopasync",
-        "generatorexit", "vacuous-loop", "vacuous-loop-mbpp"])
+@pytest.mark.parametrize(
+    "code,tests",
+    [
+        (
+            "def add(a, b):\n    raise StopIteration\n",
+            "def check(candidate):\n    for r in map(candidate, [1, 2], [3, 4]):\n        assert r == 99\n",
+        ),
+        (
+            "def add(a, b):\n    raise StopIteration\n",
+            "def check(candidate):\n    assert not any(map(candidate, [1, 2], [3, 4]))\n",
+        ),
+        (
+            "class Done(StopIteration):\n    pass\ndef add(a, b):\n    raise Done()\n",
+            "def check(candidate):\n    for r in map(candidate, [1], [1]):\n        assert r == 99\n",
+        ),
+        (
+            "def add(a, b):\n    raise StopAsyncIteration\n",
+            "def check(candidate):\n    try:\n        candidate(1, 2)\n    except Exception:\n        pass\n"
+            "    assert True\n",
+        ),
+        (
+            "def add(a, b):\n    raise GeneratorExit\n",
+            "def check(candidate):\n    for r in map(candidate, [1], [1]):\n        assert r == 99\n",
+        ),
+        (
+            "def add(a, b):\n    return []\n",
+            "def check(candidate):\n    for p in candidate(10, 0):\n        assert p % 2 == 0 and p > 0\n",
+        ),
+        ("def add(a, b):\n    return []\n", "for p in add(10, 0):\n    assert p > 0\n"),
+    ],
+    ids=[
+        "stopiteration-map",
+        "stopiteration-any",
+        "stopiteration-subclass",
+        "stopasync",
+        "generatorexit",
+        "vacuous-loop",
+        "vacuous-loop-mbpp",
+    ],
+)
 def test_control_flow_from_the_solution_does_not_end_tests_early(code, tests):
     box = Contained()
     entry = None if tests.startswith("for") else "add"
@@ -775,9 +893,11 @@ def test_control_flow_from_the_solution_does_not_end_tests_early(code, tests):
 
 
 def test_asserts_behind_branches_need_not_all_run():
-    tests = ("def check(candidate):\n    if candidate(1, 1) == 2:\n        assert True\n"
-             "    else:\n        assert False\n    try:\n        assert candidate(2, 2) == 4\n"
-             "    except TypeError:\n        assert False\n")
+    tests = (
+        "def check(candidate):\n    if candidate(1, 1) == 2:\n        assert True\n"
+        "    else:\n        assert False\n    try:\n        assert candidate(2, 2) == 4\n"
+        "    except TypeError:\n        assert False\n"
+    )
     assert score(GOOD, tests) == 1.0
 
 
@@ -807,8 +927,9 @@ def test_no_state_survives_between_runs():
     )
     assert score(harvest) == 0.0
     # each run starts with an empty /dev/shm and no SysV objects of anyone else
-    look = sandbox.run_program("import os\nprint(os.listdir('/dev/shm'), "
-                               "open('/proc/sysvipc/shm').read().count('\\n'))\n")
+    look = sandbox.run_program(
+        "import os\nprint(os.listdir('/dev/shm'), open('/proc/sysvipc/shm').read().count('\\n'))\n"
+    )
     assert look.ok and look.stdout.split("]")[0] == "[", look
     assert look.stdout.split()[-1] == "1", look  # the header line only
     box.check()
@@ -850,8 +971,10 @@ def test_no_unix_socket_reaches_a_host_listener():
             with pytest.raises(socket.timeout):
                 listener.accept()
         # the harness link still works, and so does a socketpair of the program's own
-        pair = "import socket\ndef add(a, b):\n    x, y = socket.socketpair()\n" \
-               "    x.sendall(bytes([a + b]))\n    return y.recv(1)[0]\n"
+        pair = (
+            "import socket\ndef add(a, b):\n    x, y = socket.socketpair()\n"
+            "    x.sendall(bytes([a + b]))\n    return y.recv(1)[0]\n"
+        )
         assert score(pair) == 1.0
     finally:
         srv.close()
@@ -870,21 +993,22 @@ def test_no_unix_socket_reaches_a_host_listener():
 
 def _in_flight(code: str, seconds: float):
     box: dict = {}
-    th = threading.Thread(target=lambda: box.setdefault(
-        "out", run(code, limits=Limits(timeout_s=seconds))))
+    th = threading.Thread(target=lambda: box.setdefault("out", run(code, limits=Limits(timeout_s=seconds))))
     th.start()
     return th, box
 
 
-DEEP = ("import os\n"
-        "def add(a, b):\n"
-        "    for _ in range({n}):\n"
-        "        try:\n"
-        "            os.mkdir('d')\n"
-        "            os.chdir('d')\n"
-        "        except OSError:\n"
-        "            break\n"
-        "    return None\n")
+DEEP = (
+    "import os\n"
+    "def add(a, b):\n"
+    "    for _ in range({n}):\n"
+    "        try:\n"
+    "            os.mkdir('d')\n"
+    "            os.chdir('d')\n"
+    "        except OSError:\n"
+    "            break\n"
+    "    return None\n"
+)
 
 
 def test_deep_tree_and_inode_exhaustion_do_not_kill_the_zygote():
@@ -904,16 +1028,18 @@ def test_deep_tree_and_inode_exhaustion_do_not_kill_the_zygote():
     time.sleep(0.3)
     assert score(DEEP.format(n=3000)) == 0.0
     # inode exhaustion of the run's /tmp and /dev/shm while another run starts
-    fill = ("import os\n"
-            "def add(a, b):\n"
-            "    for d in ('.', '/dev/shm'):\n"
-            "        for i in range(70000):\n"
-            "            try:\n"
-            "                open(f'{d}/f{i}', 'w').close()\n"
-            "            except OSError:\n"
-            "                break\n"
-            "    import time\n"
-            "    time.sleep(3)\n")
+    fill = (
+        "import os\n"
+        "def add(a, b):\n"
+        "    for d in ('.', '/dev/shm'):\n"
+        "        for i in range(70000):\n"
+        "            try:\n"
+        "                open(f'{d}/f{i}', 'w').close()\n"
+        "            except OSError:\n"
+        "                break\n"
+        "    import time\n"
+        "    time.sleep(3)\n"
+    )
     th2, _ = _in_flight(fill, 2.5)
     time.sleep(1.0)
     assert score(GOOD) == 1.0  # a run started while the other has filled what it can
@@ -937,41 +1063,73 @@ def test_fallback_removes_deep_trees_without_recursion(monkeypatch):
 # ---------------------------------------------------------------- 7, 8. honest code
 
 
-@pytest.mark.parametrize("code,tests", [
-    ("from fractions import Fraction\ndef f(a):\n    return Fraction(a, 3)\n",
-     "from fractions import Fraction\ndef check(candidate):\n"
-     "    assert candidate(1) == Fraction(1, 3)\n    assert isinstance(candidate(2), Fraction)\n"
-     "    assert candidate(Fraction(3, 2)) == Fraction(1, 2)\n"),
-    ("from decimal import Decimal\ndef f(a):\n    return Decimal('0.1') * a\n",
-     "from decimal import Decimal\ndef check(candidate):\n"
-     "    assert candidate(3) == Decimal('0.3')\n    assert str(candidate(2)) == '0.2'\n"),
-    ("from collections import Counter\ndef f(s):\n    return Counter(s)\n",
-     "from collections import Counter\ndef check(candidate):\n"
-     "    assert candidate('aab') == Counter({'a': 2, 'b': 1})\n"
-     "    assert candidate('aab').most_common(1) == [('a', 2)]\n"),
-    ("from collections import OrderedDict\ndef f(n):\n    return OrderedDict((i, i * i) for i in range(n))\n",
-     "from collections import OrderedDict\ndef check(candidate):\n"
-     "    assert candidate(3) == OrderedDict([(0, 0), (1, 1), (2, 4)])\n"
-     "    assert list(candidate(3).items())[-1] == (2, 4)\n"),
-    ("from collections import deque\ndef f(n):\n    return deque(range(n), maxlen=2)\n",
-     "from collections import deque\ndef check(candidate):\n"
-     "    assert candidate(5) == deque([3, 4])\n    assert candidate(5).maxlen == 2\n"),
-    ("import datetime\ndef f(d):\n    return d + datetime.timedelta(days=1)\n",
-     "import datetime\ndef check(candidate):\n"
-     "    assert candidate(datetime.date(2024, 2, 28)) == datetime.date(2024, 2, 29)\n"
-     "    tz = datetime.timezone(datetime.timedelta(hours=2))\n"
-     "    x = datetime.datetime(2024, 1, 1, 23, 30, tzinfo=tz)\n"
-     "    assert candidate(x) == datetime.datetime(2024, 1, 2, 23, 30, tzinfo=tz)\n"),
-    ("def f(a):\n    return complex(a, -a)\n",
-     "def check(candidate):\n    assert candidate(2) == 2 - 2j\n    assert candidate(1.5).imag == -1.5\n"),
-    ("from fractions import Fraction\ndef f(n):\n"
-     "    return {(i, frozenset({i})): [Fraction(1, i + 1), b'x' * i, float('inf')] for i in range(n)}\n",
-     "from fractions import Fraction\ndef check(candidate):\n"
-     "    r = candidate(2)\n    assert r[(1, frozenset({1}))] == [Fraction(1, 2), b'x', float('inf')]\n"
-     "    assert len(r) == 2\n"),
-    ("def f(n):\n    return 7 ** n\n", "def check(candidate):\n    assert candidate(5000) == 7 ** 5000\n"),
-], ids=["Fraction", "Decimal", "Counter", "OrderedDict", "deque", "datetime", "complex",
-        "nested", "big-int"])
+@pytest.mark.parametrize(
+    "code,tests",
+    [
+        (
+            "from fractions import Fraction\ndef f(a):\n    return Fraction(a, 3)\n",
+            "from fractions import Fraction\ndef check(candidate):\n"
+            "    assert candidate(1) == Fraction(1, 3)\n    assert isinstance(candidate(2), Fraction)\n"
+            "    assert candidate(Fraction(3, 2)) == Fraction(1, 2)\n",
+        ),
+        (
+            "from decimal import Decimal\ndef f(a):\n    return Decimal('0.1') * a\n",
+            "from decimal import Decimal\ndef check(candidate):\n"
+            "    assert candidate(3) == Decimal('0.3')\n    assert str(candidate(2)) == '0.2'\n",
+        ),
+        (
+            "from collections import Counter\ndef f(s):\n    return Counter(s)\n",
+            "from collections import Counter\ndef check(candidate):\n"
+            "    assert candidate('aab') == Counter({'a': 2, 'b': 1})\n"
+            "    assert candidate('aab').most_common(1) == [('a', 2)]\n",
+        ),
+        (
+            "from collections import OrderedDict\ndef f(n):\n    return OrderedDict((i, i * i) for i in range(n))\n",
+            "from collections import OrderedDict\ndef check(candidate):\n"
+            "    assert candidate(3) == OrderedDict([(0, 0), (1, 1), (2, 4)])\n"
+            "    assert list(candidate(3).items())[-1] == (2, 4)\n",
+        ),
+        (
+            "from collections import deque\ndef f(n):\n    return deque(range(n), maxlen=2)\n",
+            "from collections import deque\ndef check(candidate):\n"
+            "    assert candidate(5) == deque([3, 4])\n    assert candidate(5).maxlen == 2\n",
+        ),
+        (
+            "import datetime\ndef f(d):\n    return d + datetime.timedelta(days=1)\n",
+            "import datetime\ndef check(candidate):\n"
+            "    assert candidate(datetime.date(2024, 2, 28)) == datetime.date(2024, 2, 29)\n"
+            "    tz = datetime.timezone(datetime.timedelta(hours=2))\n"
+            "    x = datetime.datetime(2024, 1, 1, 23, 30, tzinfo=tz)\n"
+            "    assert candidate(x) == datetime.datetime(2024, 1, 2, 23, 30, tzinfo=tz)\n",
+        ),
+        (
+            "def f(a):\n    return complex(a, -a)\n",
+            "def check(candidate):\n    assert candidate(2) == 2 - 2j\n    assert candidate(1.5).imag == -1.5\n",
+        ),
+        (
+            "from fractions import Fraction\ndef f(n):\n"
+            "    return {(i, frozenset({i})): [Fraction(1, i + 1), b'x' * i, float('inf')] for i in range(n)}\n",
+            "from fractions import Fraction\ndef check(candidate):\n"
+            "    r = candidate(2)\n    assert r[(1, frozenset({1}))] == [Fraction(1, 2), b'x', float('inf')]\n"
+            "    assert len(r) == 2\n",
+        ),
+        (
+            "def f(n):\n    return 7 ** n\n",
+            "def check(candidate):\n    assert candidate(5000) == 7 ** 5000\n",
+        ),
+    ],
+    ids=[
+        "Fraction",
+        "Decimal",
+        "Counter",
+        "OrderedDict",
+        "deque",
+        "datetime",
+        "complex",
+        "nested",
+        "big-int",
+    ],
+)
 def test_honest_values_compare_as_in_plain_python(code, tests):
     box = Contained()
     assert score(code, tests, "f") == 1.0
@@ -980,13 +1138,17 @@ def test_honest_values_compare_as_in_plain_python(code, tests):
 
 def test_expected_exceptions_reach_the_tests_as_their_type():
     box = Contained()
-    code = ("class BadInput(ValueError):\n    pass\n"
-            "def f(x):\n    if not isinstance(x, int):\n        raise TypeError('int please')\n"
-            "    if x < 0:\n        raise BadInput('negative')\n    return x\n")
-    tests = ("def check(candidate):\n"
-             "    try:\n        candidate('a')\n        assert False\n    except TypeError:\n        pass\n"
-             "    try:\n        candidate(-1)\n        assert False\n    except ValueError as e:\n"
-             "        assert 'negative' in str(e)\n    assert candidate(3) == 3\n")
+    code = (
+        "class BadInput(ValueError):\n    pass\n"
+        "def f(x):\n    if not isinstance(x, int):\n        raise TypeError('int please')\n"
+        "    if x < 0:\n        raise BadInput('negative')\n    return x\n"
+    )
+    tests = (
+        "def check(candidate):\n"
+        "    try:\n        candidate('a')\n        assert False\n    except TypeError:\n        pass\n"
+        "    try:\n        candidate(-1)\n        assert False\n    except ValueError as e:\n"
+        "        assert 'negative' in str(e)\n    assert candidate(3) == 3\n"
+    )
     assert score(code, tests, "f") == 1.0
     # and a wrong exception type is a failure
     assert score(code.replace("raise TypeError", "raise KeyError"), tests, "f") == 0.0
@@ -1008,16 +1170,18 @@ def test_without_run_cgroups_a_lingering_run_is_swept_by_uid(monkeypatch, namesp
             pytest.skip("not root: no uid of its own to sweep")
         box = Contained()
         tok = token()
-        code = ("import ctypes, os, time\n"
-                "def add(a, b):\n"
-                "    libc = ctypes.CDLL(None)\n"
-                "    if os.fork() == 0:\n"
-                "        os.setsid()\n"
-                "        libc.prctl(1, 0, 0, 0, 0)\n"
-                f"        libc.prctl(15, {tok!r}.encode(), 0, 0, 0)\n"
-                "        while True:\n"
-                "            time.sleep(0.05)\n"
-                "    return a + b\n")
+        code = (
+            "import ctypes, os, time\n"
+            "def add(a, b):\n"
+            "    libc = ctypes.CDLL(None)\n"
+            "    if os.fork() == 0:\n"
+            "        os.setsid()\n"
+            "        libc.prctl(1, 0, 0, 0, 0)\n"
+            f"        libc.prctl(15, {tok!r}.encode(), 0, 0, 0)\n"
+            "        while True:\n"
+            "            time.sleep(0.05)\n"
+            "    return a + b\n"
+        )
         assert run(code).passed is True  # it passes; what matters is what it leaves
         box.check(tok)
     finally:
@@ -1036,13 +1200,34 @@ def test_wire_round_trips_values_and_refuses_anything_else():
     from rewards.sandbox.inside import wire
 
     tz = datetime.timezone(datetime.timedelta(hours=-3), "X")
-    values = [None, True, 0, -(10 ** 400), 1.5, float("inf"), "s\udc80", [1, [2]], (1, (2,)),
-              {1, 2}, frozenset({3}), {(1, 2): {"a": [b"\x00"]}}, bytearray(b"ab"), 2 - 3j,
-              fractions.Fraction(-7, 3), decimal.Decimal("-0.00"), collections.Counter("aab"),
-              collections.OrderedDict(b=1, a=2), collections.deque([1, 2], maxlen=3),
-              datetime.date(2020, 2, 29), datetime.datetime(2020, 1, 1, 1, 2, 3, 4, tzinfo=tz),
-              datetime.time(1, 2), datetime.timedelta(days=-1, microseconds=5), tz,
-              range(1, 10, 3), slice(1, None, 2)]
+    values = [
+        None,
+        True,
+        0,
+        -(10**400),
+        1.5,
+        float("inf"),
+        "s\udc80",
+        [1, [2]],
+        (1, (2,)),
+        {1, 2},
+        frozenset({3}),
+        {(1, 2): {"a": [b"\x00"]}},
+        bytearray(b"ab"),
+        2 - 3j,
+        fractions.Fraction(-7, 3),
+        decimal.Decimal("-0.00"),
+        collections.Counter("aab"),
+        collections.OrderedDict(b=1, a=2),
+        collections.deque([1, 2], maxlen=3),
+        datetime.date(2020, 2, 29),
+        datetime.datetime(2020, 1, 1, 1, 2, 3, 4, tzinfo=tz),
+        datetime.time(1, 2),
+        datetime.timedelta(days=-1, microseconds=5),
+        tz,
+        range(1, 10, 3),
+        slice(1, None, 2),
+    ]
     for v in values:
         back = wire.decode(wire.encode(v))
         assert back == v and type(back) is type(v), v
@@ -1051,9 +1236,16 @@ def test_wire_round_trips_values_and_refuses_anything_else():
     assert wire.decode(wire.encode(collections.defaultdict(int, a=1))) == {"a": 1}
     # no class is looked up, nothing is called: unknown tags, refs without a resolver,
     # non-standard constants and malformed forms are errors
-    for bad in (b'{"t":"global","v":"os.system"}', b'{"t":"ref","v":1}', b"NaN",
-                b'{"t":"Fraction","v":[1,0]}', b'{"t":"tuple","v":1}', b'{"t":"dict","v":[[[1],2]]}',
-                b'{"a":1}', b"[" * 5000 + b"]" * 5000):
+    for bad in (
+        b'{"t":"global","v":"os.system"}',
+        b'{"t":"ref","v":1}',
+        b"NaN",
+        b'{"t":"Fraction","v":[1,0]}',
+        b'{"t":"tuple","v":1}',
+        b'{"t":"dict","v":[[[1],2]]}',
+        b'{"a":1}',
+        b"[" * 5000 + b"]" * 5000,
+    ):
         with pytest.raises((ValueError, TypeError)):
             wire.decode(bad)
     loop: list = []
@@ -1061,8 +1253,10 @@ def test_wire_round_trips_values_and_refuses_anything_else():
     with pytest.raises(TypeError):
         wire.encode(loop)  # harness side: not a value
     refs: list = []
-    assert wire.encode([loop, object()], ref=lambda o: refs.append(o) or len(refs)) \
-        == b'[[{"t":"ref","v":1}],{"t":"ref","v":2}]'  # the cycle's back edge is a handle
+    assert (
+        wire.encode([loop, object()], ref=lambda o: refs.append(o) or len(refs))
+        == b'[[{"t":"ref","v":1}],{"t":"ref","v":2}]'
+    )  # the cycle's back edge is a handle
 
 
 def test_an_oom_kill_takes_a_run_and_never_the_zygote():

@@ -10,7 +10,16 @@ from rewards.shaping import completion_length, length_penalty, overlong_penalty
 
 @pytest.mark.parametrize(
     "tokens, expected",
-    [(0, 0.0), (500, 0.0), (768, 0.0), (769, -1 / 256), (832, -0.25), (896, -0.5), (1024, -1.0), (5000, -1.0)],
+    [
+        (0, 0.0),
+        (500, 0.0),
+        (768, 0.0),
+        (769, -1 / 256),
+        (832, -0.25),
+        (896, -0.5),
+        (1024, -1.0),
+        (5000, -1.0),
+    ],
 )
 def test_overlong_penalty_tokens(tokens, expected):
     r = overlong_penalty("ignored text", {"completion_tokens": tokens}, max_len=1024, cache_len=256)
@@ -35,7 +44,9 @@ def test_overlong_penalty_words_and_chars():
     # tokens win over words in auto mode
     assert overlong_penalty(text, {"completion_tokens": 1}, max_len=6, cache_len=4).score == 0.0
     # forced words ignores the token count
-    assert overlong_penalty(text, {"completion_tokens": 1}, max_len=6, cache_len=4, unit="words").score == -1.0
+    assert (
+        overlong_penalty(text, {"completion_tokens": 1}, max_len=6, cache_len=4, unit="words").score == -1.0
+    )
 
 
 def test_overlong_penalty_errors():

@@ -23,8 +23,12 @@ from rl_reason.cli import main
 from .conftest import TINY
 
 RUN_ARGS = [
-    "train.steps=2", "checkpoint.every=1", "logging.plot=false", "eval.limit=4",
-    "data.template=plain", "data.system_prompt=Answer briefly.",
+    "train.steps=2",
+    "checkpoint.every=1",
+    "logging.plot=false",
+    "eval.limit=4",
+    "data.template=plain",
+    "data.system_prompt=Answer briefly.",
 ]
 
 
@@ -92,56 +96,161 @@ def _write(name: str, rows: list):
 
 CASES = [
     # issue 16.3: an edit of RUN_DIR/config.yaml is refused like an override, naming each key
-    Case("edited lora.r", lambda run, tmp: ["resume", str(run), "train.steps=3"], 2,
-         ("lora.r: cannot change from 4 to 8", "config.yaml was edited"), prepare=_edit_config(lora__r=8)),
-    Case("edited lora.r and alpha", lambda run, tmp: ["resume", str(run), "train.steps=3"], 2,
-         ("lora.r: cannot change from 4 to 8", "lora.alpha: cannot change from 8 to 16"),
-         prepare=_edit_config(lora__r=8, lora__alpha=16)),
-    Case("edited algorithm", lambda run, tmp: ["resume", str(run), "train.steps=3"], 2,
-         ("algorithm.name: cannot change from 'grpo' to 'rloo'",), prepare=_edit_config(algorithm__name="rloo")),
+    Case(
+        "edited lora.r",
+        lambda run, tmp: ["resume", str(run), "train.steps=3"],
+        2,
+        ("lora.r: cannot change from 4 to 8", "config.yaml was edited"),
+        prepare=_edit_config(lora__r=8),
+    ),
+    Case(
+        "edited lora.r and alpha",
+        lambda run, tmp: ["resume", str(run), "train.steps=3"],
+        2,
+        ("lora.r: cannot change from 4 to 8", "lora.alpha: cannot change from 8 to 16"),
+        prepare=_edit_config(lora__r=8, lora__alpha=16),
+    ),
+    Case(
+        "edited algorithm",
+        lambda run, tmp: ["resume", str(run), "train.steps=3"],
+        2,
+        ("algorithm.name: cannot change from 'grpo' to 'rloo'",),
+        prepare=_edit_config(algorithm__name="rloo"),
+    ),
     Case("override lora.r", lambda run, tmp: ["resume", str(run), "lora.r=8"], 2, ("lora.r: cannot change",)),
-    Case("train --resume, recipe differs", lambda run, tmp: ["train", str(TINY), "--run-dir", str(run), "--resume",
-         *RUN_ARGS, "lora.r=8"], 2, ("lora.r: cannot change from 4 to 8",)),
+    Case(
+        "train --resume, recipe differs",
+        lambda run, tmp: ["train", str(TINY), "--run-dir", str(run), "--resume", *RUN_ARGS, "lora.r=8"],
+        2,
+        ("lora.r: cannot change from 4 to 8",),
+    ),
     # issue 16.8: resuming a finished run loads nothing and says how to extend it
-    Case("resume finished", lambda run, tmp: ["resume", str(run)], 0,
-         ("is finished at step 2 (train.steps=2)", "train.steps=4")),
-    Case("train --resume finished", lambda run, tmp: ["train", str(TINY), "--run-dir", str(run), "--resume", *RUN_ARGS],
-         0, ("is finished at step 2",)),
+    Case(
+        "resume finished",
+        lambda run, tmp: ["resume", str(run)],
+        0,
+        ("is finished at step 2 (train.steps=2)", "train.steps=4"),
+    ),
+    Case(
+        "train --resume finished",
+        lambda run, tmp: ["train", str(TINY), "--run-dir", str(run), "--resume", *RUN_ARGS],
+        0,
+        ("is finished at step 2",),
+    ),
     # issue 16.11: run dir hygiene
-    Case("metrics but no checkpoints", lambda run, tmp: ["train", str(TINY), "--run-dir", str(run)], 2,
-         ("already holds a run (metrics.jsonl)", "--overwrite"),
-         prepare=lambda run, tmp: shutil.rmtree(run / "checkpoints")),
-    Case("failed start", lambda run, tmp: ["train", str(TINY), "--run-dir", str(tmp / "new")], 2,
-         ("DeepSpeed is not supported",), loads_model=True, env={"ACCELERATE_USE_DEEPSPEED": "true"},
-         run_dir_removed=True, stdout_needle="run dir: "),
+    Case(
+        "metrics but no checkpoints",
+        lambda run, tmp: ["train", str(TINY), "--run-dir", str(run)],
+        2,
+        ("already holds a run (metrics.jsonl)", "--overwrite"),
+        prepare=lambda run, tmp: shutil.rmtree(run / "checkpoints"),
+    ),
+    Case(
+        "failed start",
+        lambda run, tmp: ["train", str(TINY), "--run-dir", str(tmp / "new")],
+        2,
+        ("DeepSpeed is not supported",),
+        loads_model=True,
+        env={"ACCELERATE_USE_DEEPSPEED": "true"},
+        run_dir_removed=True,
+        stdout_needle="run dir: ",
+    ),
     # issue 16.7: validate checks files, columns, device and keep-best before any model loads
-    Case("data.source missing", _validate("data.source={tmp}/nope.jsonl"), 2, ("data.source: file", "not found")),
-    Case("train data.source missing", lambda run, tmp: ["train", str(TINY), "--run-dir", str(tmp / "t"),
-         f"data.source={tmp}/nope.jsonl"], 2, ("data.source: file",), run_dir_removed=True),
-    Case("data prompt column", _validate("data.source={tmp}/q.jsonl", "data.prompt_field=problem"), 2,
-         ("data.prompt_field: 'problem' is not a column", "columns are: answer, question"),
-         prepare=_write("q.jsonl", GOOD_ROWS)),
-    Case("data answer column", _validate("data.source={tmp}/q.jsonl", "data.fields={{answer: solution}}"), 2,
-         ("data.fields.answer: 'solution' is not a column",), prepare=_write("q.jsonl", GOOD_ROWS)),
-    Case("data bad json", _validate("data.source={tmp}/q.jsonl"), 2, ("q.jsonl: row 2: not valid JSON",),
-         prepare=_write("q.jsonl", [GOOD_ROWS[0], "{oops"])),
-    Case("data empty file", _validate("data.source={tmp}/q.jsonl"), 2, ("q.jsonl: the file is empty",), prepare=_write("q.jsonl", [])),
+    Case(
+        "data.source missing",
+        _validate("data.source={tmp}/nope.jsonl"),
+        2,
+        ("data.source: file", "not found"),
+    ),
+    Case(
+        "train data.source missing",
+        lambda run, tmp: ["train", str(TINY), "--run-dir", str(tmp / "t"), f"data.source={tmp}/nope.jsonl"],
+        2,
+        ("data.source: file",),
+        run_dir_removed=True,
+    ),
+    Case(
+        "data prompt column",
+        _validate("data.source={tmp}/q.jsonl", "data.prompt_field=problem"),
+        2,
+        ("data.prompt_field: 'problem' is not a column", "columns are: answer, question"),
+        prepare=_write("q.jsonl", GOOD_ROWS),
+    ),
+    Case(
+        "data answer column",
+        _validate("data.source={tmp}/q.jsonl", "data.fields={{answer: solution}}"),
+        2,
+        ("data.fields.answer: 'solution' is not a column",),
+        prepare=_write("q.jsonl", GOOD_ROWS),
+    ),
+    Case(
+        "data bad json",
+        _validate("data.source={tmp}/q.jsonl"),
+        2,
+        ("q.jsonl: row 2: not valid JSON",),
+        prepare=_write("q.jsonl", [GOOD_ROWS[0], "{oops"]),
+    ),
+    Case(
+        "data empty file",
+        _validate("data.source={tmp}/q.jsonl"),
+        2,
+        ("q.jsonl: the file is empty",),
+        prepare=_write("q.jsonl", []),
+    ),
     Case("eval.data missing", _validate("eval.data={tmp}/e.jsonl"), 2, ("eval.data: file", "not found")),
-    Case("eval.data no answer", _validate("eval.data={tmp}/e.jsonl"), 2, ("eval.data:", "no answer column"),
-         prepare=_write("e.jsonl", [{"question": "1 + 1"}])),
+    Case(
+        "eval.data no answer",
+        _validate("eval.data={tmp}/e.jsonl"),
+        2,
+        ("eval.data:", "no answer column"),
+        prepare=_write("e.jsonl", [{"question": "1 + 1"}]),
+    ),
     Case("eval.data unknown", _validate("eval.data=gsm9k"), 2, ("eval.data: 'gsm9k' is neither a built-in",)),
-    Case("float16 on cpu", _validate("model.dtype=float16"), 2, ("model.dtype: float16 is not supported on the CPU",)),
-    Case("keep_best typo", _validate("checkpoint.keep_best=eval/acuracy"), 2,
-         ("checkpoint.keep_best: 'eval/acuracy' is not a metric", "eval/accuracy")),
-    Case("keep_best no eval", _validate("checkpoint.keep_best=eval/accuracy", "eval.at_start=false",
-         "eval.at_end=false"), 2, ("never be logged", "no evaluation is scheduled")),
-    Case("keep_best file without eval set", _validate("checkpoint.keep_best=min:eval/len_mean", "data.source={tmp}/q.jsonl"),
-         2, ("never be logged", "set eval.data"), prepare=_write("q.jsonl", GOOD_ROWS)),
-    Case("data error exits 2", lambda run, tmp: ["train", str(TINY), "--dry-run", "data.source=synthetic:nope"], 2,
-         ("unknown synthetic task",)),
+    Case(
+        "float16 on cpu",
+        _validate("model.dtype=float16"),
+        2,
+        ("model.dtype: float16 is not supported on the CPU",),
+    ),
+    Case(
+        "keep_best typo",
+        _validate("checkpoint.keep_best=eval/acuracy"),
+        2,
+        ("checkpoint.keep_best: 'eval/acuracy' is not a metric", "eval/accuracy"),
+    ),
+    Case(
+        "keep_best no eval",
+        _validate("checkpoint.keep_best=eval/accuracy", "eval.at_start=false", "eval.at_end=false"),
+        2,
+        ("never be logged", "no evaluation is scheduled"),
+    ),
+    Case(
+        "keep_best file without eval set",
+        _validate("checkpoint.keep_best=min:eval/len_mean", "data.source={tmp}/q.jsonl"),
+        2,
+        ("never be logged", "set eval.data"),
+        prepare=_write("q.jsonl", GOOD_ROWS),
+    ),
+    Case(
+        "data error exits 2",
+        lambda run, tmp: ["train", str(TINY), "--dry-run", "data.source=synthetic:nope"],
+        2,
+        ("unknown synthetic task",),
+    ),
     # issue 16.13: eval without --model needs a run's adapter
-    Case("eval adapter outside a run", lambda run, tmp: ["eval", "--adapter", str(run / "checkpoints" / "step-000002" / "adapter"),
-         "--data", "arith", "--no-run-config"], 2, ("--model is required unless --adapter is a run's adapter",)),
+    Case(
+        "eval adapter outside a run",
+        lambda run, tmp: [
+            "eval",
+            "--adapter",
+            str(run / "checkpoints" / "step-000002" / "adapter"),
+            "--data",
+            "arith",
+            "--no-run-config",
+        ],
+        2,
+        ("--model is required unless --adapter is a run's adapter",),
+    ),
 ]
 
 
@@ -193,7 +302,9 @@ def test_resume_after_a_safe_edit_of_config_yaml_continues(finished_run, tmp_pat
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["steps"] == 3
 
 
-def test_resume_of_a_finished_run_restores_a_missing_final_adapter(finished_run, tmp_path, capsys, monkeypatch):
+def test_resume_of_a_finished_run_restores_a_missing_final_adapter(
+    finished_run, tmp_path, capsys, monkeypatch
+):
     import rl_reason.trainer
 
     monkeypatch.setattr(rl_reason.trainer, "Trainer", None)  # nothing may build it
@@ -231,8 +342,24 @@ def test_test_recipes_show_progress_and_the_suite_turns_it_off(tmp_path, capsys,
 def test_eval_of_a_runs_adapter_takes_the_runs_settings(finished_run, tmp_path):
     out = tmp_path / "e"
     adapter = finished_run / "adapter"
-    assert main(["eval", "--adapter", str(adapter), "--data", "arith", "--limit", "2",
-                 "--max-new-tokens", "3", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--adapter",
+                str(adapter),
+                "--data",
+                "arith",
+                "--limit",
+                "2",
+                "--max-new-tokens",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "eval.json").read_text())
     assert report["model"] == "tiny-random"
     assert report["template"] == "plain" and report["system_prompt"] == "Answer briefly."
@@ -241,8 +368,27 @@ def test_eval_of_a_runs_adapter_takes_the_runs_settings(finished_run, tmp_path):
     assert report["run_config"] == str(finished_run / "config.yaml")
 
     plain = tmp_path / "p"  # --no-run-config: the flags and the set's own defaults only
-    assert main(["eval", "--model", "tiny-random", "--adapter", str(adapter), "--no-run-config", "--data",
-                 "arith", "--limit", "2", "--max-new-tokens", "3", "--out", str(plain)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "tiny-random",
+                "--adapter",
+                str(adapter),
+                "--no-run-config",
+                "--data",
+                "arith",
+                "--limit",
+                "2",
+                "--max-new-tokens",
+                "3",
+                "--out",
+                str(plain),
+            ]
+        )
+        == 0
+    )
     report = json.loads((plain / "eval.json").read_text())
     assert report["template"] == "chat" and report["system_prompt"] is None and report["run_config"] is None
     assert [c["name"] for c in report["checkers"]] == ["math_answer"]
@@ -250,8 +396,25 @@ def test_eval_of_a_runs_adapter_takes_the_runs_settings(finished_run, tmp_path):
 
 def test_eval_compare_wall_time_covers_both_passes(finished_run, tmp_path, capsys):
     out = tmp_path / "c"
-    assert main(["eval", "--adapter", str(finished_run / "adapter"), "--data", "arith", "--limit", "2",
-                 "--max-new-tokens", "3", "--compare", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--adapter",
+                str(finished_run / "adapter"),
+                "--data",
+                "arith",
+                "--limit",
+                "2",
+                "--max-new-tokens",
+                "3",
+                "--compare",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "eval.json").read_text())
     runs = report["runs"]
     assert report["wall_s"] == pytest.approx(runs["base"]["wall_s"] + runs["adapter"]["wall_s"])

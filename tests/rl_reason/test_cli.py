@@ -39,7 +39,9 @@ def test_user_errors_are_one_line_exit_2(capsys, argv, needle):
 def test_console_script_entry_point_runs():
     out = subprocess.run(
         [sys.executable, "-m", "rl_reason.cli", "validate", TINY, "train.stepz=1"],
-        capture_output=True, text=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     assert out.returncode == 2
     assert out.stderr.startswith("error: train.stepz: unknown key")

@@ -40,7 +40,9 @@ def test_every_shipped_recipe_validates():
 
 
 def test_overrides_parse_yaml_scalars(tmp_path):
-    cfg = load_config(TINY, ["train.steps=7", "train.lr=3e-4", "rollout.stop=['</answer>']", "logging.wandb=true"])
+    cfg = load_config(
+        TINY, ["train.steps=7", "train.lr=3e-4", "rollout.stop=['</answer>']", "logging.wandb=true"]
+    )
     assert cfg.train.steps == 7
     assert cfg.train.lr == pytest.approx(3e-4)
     assert cfg.rollout.stop == ["</answer>"]
@@ -126,10 +128,26 @@ def test_schema_metadata_is_the_source_of_choices_bounds_and_resume_rules():
     assert set(registry.names()) >= {"grpo", "dr_grpo", "rloo", "ppo", "reinforce_pp"}
     # the keys a resume refuses (runs.py read a hand-kept list of these before)
     assert set(fixed_on_resume()) == {
-        "model.name", "model.dtype", "lora.r", "lora.alpha", "lora.target_modules", "algorithm.name",
-        "data.source", "data.config_name", "data.split", "data.prompt_field", "data.fields",
-        "data.shuffle", "data.limit", "rollout.prompts_per_step", "rollout.num_generations",
-        "train.seed", *(f"data.synthetic.{k}" for k in ("ops", "min_value", "max_value", "num_terms", "num_train", "num_eval")),
+        "model.name",
+        "model.dtype",
+        "lora.r",
+        "lora.alpha",
+        "lora.target_modules",
+        "algorithm.name",
+        "data.source",
+        "data.config_name",
+        "data.split",
+        "data.prompt_field",
+        "data.fields",
+        "data.shuffle",
+        "data.limit",
+        "rollout.prompts_per_step",
+        "rollout.num_generations",
+        "train.seed",
+        *(
+            f"data.synthetic.{k}"
+            for k in ("ops", "min_value", "max_value", "num_terms", "num_train", "num_eval")
+        ),
     }
     for path, f, _ in schema_fields():
         assert field_meta(f).doc.strip(), f"{path} has no doc"
@@ -140,14 +158,34 @@ def test_schema_metadata_is_the_source_of_choices_bounds_and_resume_rules():
     [
         (lambda c: setattr(c.model, "dtype", "float8"), "model.dtype", "not one of: float32"),
         (lambda c: setattr(c.data.synthetic, "ops", ["+", "%"]), "data.synthetic.ops[1]", "not one of"),
-        (lambda c: setattr(c.rollout, "temperature", 0.0), "rollout.temperature", "must be > 0, got 0.0: RL sampling"),
+        (
+            lambda c: setattr(c.rollout, "temperature", 0.0),
+            "rollout.temperature",
+            "must be > 0, got 0.0: RL sampling",
+        ),
         (lambda c: setattr(c.lora, "dropout", 1.0), "lora.dropout", "must be in [0, 1), got 1.0"),
         (lambda c: setattr(c.algorithm, "critic_lam", 1.5), "algorithm.critic_lam", "in [0, 1]"),
         (lambda c: setattr(c.data, "limit", 0), "data.limit", "must be > 0"),
-        (lambda c: setattr(c.model, "device", "cpu") or setattr(c.model, "dtype", "float16"), "model.dtype", "not supported on the CPU"),
-        (lambda c: c.rewards.checkers.append(CheckerConfig(name="")), "rewards.checkers[1].name", "is required"),
-        (lambda c: setattr(c.data.synthetic, "min_value", 10) or setattr(c.data.synthetic, "max_value", 2), "data.synthetic.min_value", "10 > max_value 2"),
-        (lambda c: setattr(c.rollout, "engine", "server"), "rollout.servers", "needs at least one server URL"),
+        (
+            lambda c: setattr(c.model, "device", "cpu") or setattr(c.model, "dtype", "float16"),
+            "model.dtype",
+            "not supported on the CPU",
+        ),
+        (
+            lambda c: c.rewards.checkers.append(CheckerConfig(name="")),
+            "rewards.checkers[1].name",
+            "is required",
+        ),
+        (
+            lambda c: setattr(c.data.synthetic, "min_value", 10) or setattr(c.data.synthetic, "max_value", 2),
+            "data.synthetic.min_value",
+            "10 > max_value 2",
+        ),
+        (
+            lambda c: setattr(c.rollout, "engine", "server"),
+            "rollout.servers",
+            "needs at least one server URL",
+        ),
     ],
 )
 def test_validate_checks_configs_built_in_code(edit, key, words):
@@ -166,7 +204,9 @@ def test_runner_timeout_must_leave_room_for_the_sandbox_timeout():
 
     code = ["rewards.checkers=[{name: code_tests}]"]
     cfg = load_config(TINY, code + ["rewards.timeout_s=5"])  # code_tests' sandbox default: 5 s
-    with pytest.raises(ConfigError, match=r"rewards.timeout_s: 5 s .*checkers\[0\] \(code_tests\).*at least 7"):
+    with pytest.raises(
+        ConfigError, match=r"rewards.timeout_s: 5 s .*checkers\[0\] \(code_tests\).*at least 7"
+    ):
         check_checkers_resolve(cfg, "r.yaml")
     check_checkers_resolve(load_config(TINY, code + ["rewards.timeout_s=7"]))
     explicit = ["rewards.checkers=[{name: code_tests, params: {timeout_s: 1}}]", "rewards.timeout_s=3"]

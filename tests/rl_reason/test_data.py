@@ -31,7 +31,9 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def test_synthetic_deterministic_disjoint_and_correct():
-    syn = SyntheticConfig(ops=["+", "-", "*"], min_value=0, max_value=99, num_terms=3, num_train=300, num_eval=50)
+    syn = SyntheticConfig(
+        ops=["+", "-", "*"], min_value=0, max_value=99, num_terms=3, num_train=300, num_eval=50
+    )
     cfg = _cfg(synthetic=syn)
     train = data.load_records(cfg, seed=3)
     held = data.load_records(cfg, seed=3, held_out=True)
@@ -105,7 +107,9 @@ def test_plain_template():
     syn = SyntheticConfig(num_train=3, num_eval=1)
     cfg = _cfg(synthetic=syn, template="plain", prompt_template="Question: {prompt}\nAnswer:")
     rec = data.load_records(cfg, seed=0)[0]
-    assert rec.messages is None and rec.text.startswith("Question: What is ") and rec.text.endswith("\nAnswer:")
+    assert (
+        rec.messages is None and rec.text.startswith("Question: What is ") and rec.text.endswith("\nAnswer:")
+    )
     cfg.system_prompt = "SYS"
     rec = data.load_records(cfg, seed=0)[0]
     assert rec.text.startswith("SYS\n\nQuestion: ")
@@ -156,8 +160,13 @@ ROWS = [
 
 def test_jsonl_column_map_and_skips(tmp_path, caplog):
     path = _jsonl(tmp_path / "d.jsonl", ROWS)
-    cfg = _cfg(source=str(path), prompt_field="q", id_field="uid", shuffle=False,
-               fields={"answer": "sol", "tests": "tests", "meta": "meta"})
+    cfg = _cfg(
+        source=str(path),
+        prompt_field="q",
+        id_field="uid",
+        shuffle=False,
+        fields={"answer": "sol", "tests": "tests", "meta": "meta"},
+    )
     with caplog.at_level(logging.WARNING, logger="rl_reason.data"):
         recs = data.load_records(cfg, seed=0)
     assert [r.id for r in recs] == ["a", "b"]
@@ -175,7 +184,9 @@ def test_strict_raises_naming_row_and_column(tmp_path):
 
 def test_unknown_column_is_an_error(tmp_path):
     path = _jsonl(tmp_path / "d.jsonl", ROWS)
-    with pytest.raises(DataError, match=r"data.fields.answer='answer': no such column .*columns are: meta, q, sol"):
+    with pytest.raises(
+        DataError, match=r"data.fields.answer='answer': no such column .*columns are: meta, q, sol"
+    ):
         data.load_records(_cfg(source=str(path), prompt_field="q"), seed=0)
 
 
@@ -184,7 +195,11 @@ def test_row_index_ids_and_parquet(tmp_path):
     path = tmp_path / "d.parquet"
     pd.DataFrame({"question": ["p0", "p1", "p2"], "answer": ["\\boxed{1}", "2", "#### 3"]}).to_parquet(path)
     recs = data.load_records(_cfg(source=str(path), shuffle=False, template="plain"), seed=0)
-    assert [(r.id, r.text, r.fields["answer"]) for r in recs] == [("0", "p0", "1"), ("1", "p1", "2"), ("2", "p2", "3")]
+    assert [(r.id, r.text, r.fields["answer"]) for r in recs] == [
+        ("0", "p0", "1"),
+        ("1", "p1", "2"),
+        ("2", "p2", "3"),
+    ]
 
 
 def test_missing_file_and_bad_hub_id(tmp_path, monkeypatch):
@@ -201,7 +216,10 @@ def test_missing_file_and_bad_hub_id(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     monkeypatch.setattr("rl_reason.hub.offline_reason", lambda: None)  # as if online
     cfg = _cfg(source="no-such-owner/no-such-set", config_name="main")
-    with pytest.raises(DataError, match=r"cannot load dataset 'no-such-owner/no-such-set' \(config 'main', split 'test'\): offline;"):
+    with pytest.raises(
+        DataError,
+        match=r"cannot load dataset 'no-such-owner/no-such-set' \(config 'main', split 'test'\): offline;",
+    ):
         data.load_records(cfg, seed=0, split="test")
     assert calls == [(("no-such-owner/no-such-set", "main"), {"split": "test"})]
 
@@ -229,7 +247,9 @@ def test_shared_math500():
     recs = data.load_records(_cfg(source=str(SHARED / "math500_test.jsonl"), shuffle=False), seed=0)
     assert len(recs) == 500
     assert "\\frac{\\pi}{2}" in recs[0].fields["answer"]
-    assert all("\\boxed" not in r.fields["answer"] and "The answer is" not in r.fields["answer"] for r in recs)
+    assert all(
+        "\\boxed" not in r.fields["answer"] and "The answer is" not in r.fields["answer"] for r in recs
+    )
 
 
 # --------------------------------------------------------------------------- the sampler
@@ -302,7 +322,9 @@ def test_hub_id_goes_through_load_dataset(monkeypatch):
 
     def fake_load(source, config_name, split):
         assert (source, config_name, split) == ("openai/gsm8k", "main", "train")
-        return datasets.Dataset.from_list([{"question": "q0", "answer": "#### 1"}, {"question": "q1", "answer": "#### 2"}])
+        return datasets.Dataset.from_list(
+            [{"question": "q0", "answer": "#### 1"}, {"question": "q1", "answer": "#### 2"}]
+        )
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load)
     monkeypatch.setattr("rl_reason.hub.offline_reason", lambda: None)  # as if online
@@ -315,7 +337,11 @@ def test_hub_id_goes_through_load_dataset(monkeypatch):
     [
         ("e.jsonl", "", "e.jsonl: the file is empty"),
         ("w.jsonl", "\n  \n", "w.jsonl: the file holds only whitespace"),
-        ("b.jsonl", '{"q": "a"}\n\n{"q": b}\n', "b.jsonl: row 3: not valid JSON (Expecting value at column 7)"),
+        (
+            "b.jsonl",
+            '{"q": "a"}\n\n{"q": b}\n',
+            "b.jsonl: row 3: not valid JSON (Expecting value at column 7)",
+        ),
         ("l.jsonl", '{"q": "a"}\n"text"\n', "l.jsonl: row 2: a JSON object is expected, got str"),
         ("a.json", '[{"q": "a"}, 3]', "a.json: row 2: a JSON object is expected, got int"),
         ("n.json", "[]", "n.json: the JSON list is empty"),

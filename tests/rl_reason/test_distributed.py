@@ -17,9 +17,14 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+
 PPO = [
-    "algorithm.name=ppo", "eval.at_start=false", "eval.at_end=false", "logging.plot=false",
-    "critic.lr=0.01", 'rewards.checkers=[{name: "tests.rewards._checkers:const"}]',
+    "algorithm.name=ppo",
+    "eval.at_start=false",
+    "eval.at_end=false",
+    "logging.plot=false",
+    "critic.lr=0.01",
+    'rewards.checkers=[{name: "tests.rewards._checkers:const"}]',
 ]
 
 
@@ -27,9 +32,19 @@ def torchrun(run_dir, *overrides):
     """Train the tiny recipe in two processes; each rank dumps its adapter (and critic)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-        "--master_port", str(_free_port()), str(ROOT / "tests" / "rl_reason" / "_dist_train.py"),
-        str(TINY), str(run_dir), "train.steps=2", "checkpoint.every=0", *overrides,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        str(ROOT / "tests" / "rl_reason" / "_dist_train.py"),
+        str(TINY),
+        str(run_dir),
+        "train.steps=2",
+        "checkpoint.every=0",
+        *overrides,
     ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -48,7 +63,10 @@ def _metrics(run_dir):
 # an evaluation, a best-adapter save and a checkpoint after every step: rank 0 saves alone
 # between two sharded forwards, which once broke the next step's collectives
 GRPO = [
-    "train.steps=3", "eval.limit=1", "eval.every=1", "checkpoint.every=1",
+    "train.steps=3",
+    "eval.limit=1",
+    "eval.every=1",
+    "checkpoint.every=1",
     "checkpoint.keep_best=eval/reward_mean",
 ]
 

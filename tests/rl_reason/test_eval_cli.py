@@ -71,8 +71,22 @@ def test_eval_writes_metrics_and_samples(math_file, tmp_path, capsys):
 
 def test_compare_same_seeds_gives_zero_deltas(math_file, zero_adapter, tmp_path, capsys):
     out = tmp_path / "cmp"
-    assert _eval("--data", math_file, "--limit", 2, "--samples", 2, "--adapter", zero_adapter,
-                 "--compare", "--out", out) == 0
+    assert (
+        _eval(
+            "--data",
+            math_file,
+            "--limit",
+            2,
+            "--samples",
+            2,
+            "--adapter",
+            zero_adapter,
+            "--compare",
+            "--out",
+            out,
+        )
+        == 0
+    )
     report = json.loads((out / "eval.json").read_text())
     assert set(report["runs"]) == {"base", "adapter"}
     assert set(report["delta"]) >= {"accuracy", "pass@1", "pass@2", "tokens_mean", "extract_fail_rate"}
@@ -155,8 +169,9 @@ def test_builtin_without_local_copy_names_the_hub(tmp_path):
 def test_prompt_options_reach_the_records(math_file):
     from rl_reason.eval_sets import load_eval_set
 
-    es = load_eval_set(str(math_file), template="plain", prompt_template="Q: {prompt}\nA:",
-                       system_prompt="Be brief.")
+    es = load_eval_set(
+        str(math_file), template="plain", prompt_template="Q: {prompt}\nA:", system_prompt="Be brief."
+    )
     assert es.records[0].text == "Be brief.\n\nQ: What is 2 + 3?\nA:" and es.records[0].messages is None
     assert es.skipped == 1 and [r.id for r in es.records] == ["0", "1", "3"]
 
@@ -164,7 +179,6 @@ def test_prompt_options_reach_the_records(math_file):
 @pytest.mark.skipif(not (SHARED / "humaneval.jsonl").is_file(), reason="shared humaneval missing")
 def test_humaneval_grades_canonical_solution_right_and_empty_wrong(monkeypatch):
     from rewards.runner import Scorer
-
     from rl_reason.eval_sets import load_eval_set
 
     monkeypatch.setenv("RL_REASON_DATA_DIR", str(SHARED))
@@ -203,9 +217,9 @@ def test_sampling_defaults_and_out_dir():
 
 
 def test_arith_is_the_demo_held_out_set():
-    from rl_reason.demo import DEMO_RECIPE
     from rl_reason.config import load_config
     from rl_reason.data import load_records
+    from rl_reason.demo import DEMO_RECIPE
     from rl_reason.eval_sets import load_eval_set
 
     es = load_eval_set("arith")

@@ -12,12 +12,23 @@ from .conftest import TINY
 
 def test_eval_data_every_step_and_keep_best(tmp_path):
     data = tmp_path / "mini.jsonl"
-    data.write_text("".join(json.dumps({"question": f"{i} + 1 = ?", "answer": str(i + 1)}) + "\n" for i in range(3)))
+    data.write_text(
+        "".join(json.dumps({"question": f"{i} + 1 = ?", "answer": str(i + 1)}) + "\n" for i in range(3))
+    )
     run = tmp_path / "run"
-    code = main([
-        "train", str(TINY), "--run-dir", str(run), "train.steps=3", "logging.plot=false",
-        f"eval.data={data}", "eval.every=1", "checkpoint.keep_best=min:eval/len_mean",
-    ])
+    code = main(
+        [
+            "train",
+            str(TINY),
+            "--run-dir",
+            str(run),
+            "train.steps=3",
+            "logging.plot=false",
+            f"eval.data={data}",
+            "eval.every=1",
+            "checkpoint.keep_best=min:eval/len_mean",
+        ]
+    )
     assert code == 0
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     evals = [(r["step"], r["eval/len_mean"]) for r in rows if "eval/n" in r]

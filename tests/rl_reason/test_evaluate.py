@@ -1,5 +1,4 @@
 import json
-import math
 
 import pytest
 
@@ -43,8 +42,9 @@ def _results(correct_by_prompt, tokens=3, extracted="x"):
     from rl_reason.evaluate import SampleResult
 
     return [
-        SampleResult(prompt_id=pid, sample=i, completion="", extracted=extracted, gold="1",
-                     correct=ok, tokens=tokens)
+        SampleResult(
+            prompt_id=pid, sample=i, completion="", extracted=extracted, gold="1", correct=ok, tokens=tokens
+        )
         for pid, flags in correct_by_prompt.items()
         for i, ok in enumerate(flags)
     ]
@@ -80,5 +80,10 @@ def test_compare_and_flat_metrics():
     assert d["pass@2"] == pytest.approx(1.0 - 0.5)
     assert d["tokens_mean"] == pytest.approx(-2.0)
     assert list(flat_metrics(tuned)) == [
-        "accuracy", "pass@1", "pass@2", "tokens_mean", "tokens_median", "extract_fail_rate"
+        "accuracy",
+        "pass@1",
+        "pass@2",
+        "tokens_mean",
+        "tokens_median",
+        "extract_fail_rate",
     ]

@@ -21,7 +21,9 @@ def test_step_problems_names_the_cause_not_its_consequence():
     adv = torch.tensor(rewards, dtype=torch.float32)  # inf and then NaN after normalising
     adv = (adv - adv.mean()) / adv.std()
     assert guards.step_problems(rewards, adv, {"m": 0}, 4, 0.5) == ["reward 1e+200"]
-    assert guards.step_problems([0.0, 1.0], torch.tensor([0.0, float("nan")]), {}, 2, 0.5) == ["advantage nan"]
+    assert guards.step_problems([0.0, 1.0], torch.tensor([0.0, float("nan")]), {}, 2, 0.5) == [
+        "advantage nan"
+    ]
     assert guards.step_problems([0.0, 1.0], torch.zeros(2), {}, 2, 0.5) == []
 
 

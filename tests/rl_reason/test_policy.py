@@ -107,7 +107,9 @@ def test_shared_prompt_logprobs_and_grads_equal_the_plain_path(tiny_policy):
     pm = torch.stack([am[0, :P], am[2, :P]])
     p.model.train()
     a, _ = p.completion_logprobs(p.model, ids, am, C)
-    b, _ = p.completion_logprobs_shared_prompt(p.model, pu, pm, torch.tensor([0, 0, 1, 1]), ids[:, P:], am[:, P:])
+    b, _ = p.completion_logprobs_shared_prompt(
+        p.model, pu, pm, torch.tensor([0, 0, 1, 1]), ids[:, P:], am[:, P:]
+    )
     m = am[:, P:].float()
     assert ((a - b).abs() * m).max() < 1e-5
     params = p.trainable_parameters()

@@ -80,7 +80,10 @@ def test_ppo_resume_restores_critic_exactly(tmp_path):
     part = tmp_path / "part"
     _train(part, *common, "train.steps=2")
     assert main(["resume", str(part), "train.steps=4"]) == 0
-    a, b = load_file(ref / "adapter" / "adapter_model.safetensors"), load_file(part / "adapter" / "adapter_model.safetensors")
+    a, b = (
+        load_file(ref / "adapter" / "adapter_model.safetensors"),
+        load_file(part / "adapter" / "adapter_model.safetensors"),
+    )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ca, cb = torch.load(ref / "critic.pt"), torch.load(part / "critic.pt")
     for section in ("adapter", "value_head"):

@@ -29,14 +29,24 @@ def toy():
         calls.append(rewards.clone())
         return batch_baseline(rewards, group_ids)
 
-    registry.register(registry.AlgorithmSpec("toy_baseline", "sequence", fn, default_loss_agg="seq_mean_token_mean"))
+    registry.register(
+        registry.AlgorithmSpec("toy_baseline", "sequence", fn, default_loss_agg="seq_mean_token_mean")
+    )
     yield calls
     registry.unregister("toy_baseline")
 
 
 def test_a_registered_toy_algorithm_trains_two_steps(tmp_path, toy):
-    cfg = load_config(TINY, QUIET + ["algorithm.name=toy_baseline", "train.steps=2", "rollout.num_generations=1",
-                                  "algorithm.drop_uniform_groups=false"])
+    cfg = load_config(
+        TINY,
+        QUIET
+        + [
+            "algorithm.name=toy_baseline",
+            "train.steps=2",
+            "rollout.num_generations=1",
+            "algorithm.drop_uniform_groups=false",
+        ],
+    )
     trainer = Trainer(cfg, tmp_path / "run")
     assert trainer.critic is None
     before = [p.detach().clone() for p in trainer.params]

@@ -98,7 +98,9 @@ def _make_run(root: Path, **kw) -> Path:
     root.mkdir(parents=True)
     (root / "config.yaml").write_text(CONFIG)
     (root / "run.json").write_text(json.dumps({"config_hash": "abc123", "recipe": "recipes/x.yaml"}))
-    (root / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _metrics(**kw)) + '{"step": 5, "torn')
+    (root / "metrics.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in _metrics(**kw)) + '{"step": 5, "torn'
+    )
     (root / "rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in _rollouts()))
     return root
 
@@ -271,10 +273,18 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
     run, _, _ = full_report
     out = subprocess.run(
         [
-            browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-            f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", (run / "report.html").as_uri(),
+            browser,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--dump-dom",
+            (run / "report.html").as_uri(),
         ],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     dom = out.stdout

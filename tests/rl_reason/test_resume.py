@@ -37,8 +37,21 @@ def _adapter(run_dir: Path) -> dict:
 def _start(run_dir: Path, *extra: str) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     return subprocess.Popen(
-        [sys.executable, "-m", "rl_reason.cli", "train", str(TINY), "--run-dir", str(run_dir), *COMMON, *extra],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "rl_reason.cli",
+            "train",
+            str(TINY),
+            "--run-dir",
+            str(run_dir),
+            *COMMON,
+            *extra,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
@@ -69,7 +82,12 @@ def test_sigkill_then_resume_matches_uninterrupted_run(reference_run, tmp_path, 
     run_dir = tmp_path / "killed"
     proc = _start(run_dir)
     if kill_at == "checkpoint-2":  # right after a checkpoint: resume redoes nothing
-        _wait_for(lambda: (run_dir / "checkpoints" / "step-000002" / "manifest.json").exists() or proc.poll() is not None)
+        _wait_for(
+            lambda: (
+                (run_dir / "checkpoints" / "step-000002" / "manifest.json").exists()
+                or proc.poll() is not None
+            )
+        )
     else:  # mid-way between checkpoints: step 3 is lost and must be redone identically
         _wait_for(lambda: _logged_steps(run_dir) >= 4 or proc.poll() is not None)
     proc.send_signal(signal.SIGKILL)

@@ -6,7 +6,10 @@ from rl_reason.rollout.hf import HFEngine
 
 def _prompts(policy):
     tok = policy.tokenizer
-    return [tok("What is 2 + 3?", add_special_tokens=False).input_ids, tok("Hi", add_special_tokens=False).input_ids]
+    return [
+        tok("What is 2 + 3?", add_special_tokens=False).input_ids,
+        tok("Hi", add_special_tokens=False).input_ids,
+    ]
 
 
 def test_n_completions_prompt_major_with_ids_and_logprobs(tiny_policy):
@@ -67,7 +70,9 @@ def test_rows_that_end_early_leave_the_batch_without_changing_the_others(tiny_po
     # many "EOS" tokens so rows end at scattered steps and the batch shrinks several times
     monkeypatch.setattr(hf, "_eos_ids", lambda model, tok: list(range(3, vocab, 5)))
     tok = tiny_policy.tokenizer
-    prompts = [tok(t, add_special_tokens=False).input_ids for t in ("What is 2 + 3?", "Hi", "a b c d e f g h")]
+    prompts = [
+        tok(t, add_special_tokens=False).input_ids for t in ("What is 2 + 3?", "Hi", "a b c d e f g h")
+    ]
     torch.manual_seed(3)
     out = HFEngine(tiny_policy).generate(prompts, 8, SamplingParams(max_new_tokens=16, temperature=0.7))
     lengths = [len(r.completion_ids) for r in out]
@@ -126,7 +131,9 @@ def test_lockstep_runs_the_other_ranks_forwards_and_returns_the_same_completions
     ranks = _FakeRanks(extra_batches=1, extra_steps=3)
     got = HFEngine(tiny_policy, batch_size=2, lockstep=ranks).generate(p, 2, g)
     handle.remove()
-    assert [(r.completion_ids, r.finish_reason) for r in got] == [(r.completion_ids, r.finish_reason) for r in want]
+    assert [(r.completion_ids, r.finish_reason) for r in got] == [
+        (r.completion_ids, r.finish_reason) for r in want
+    ]
     # each batch decodes 3 steps past its own end, plus one idle batch of 4 forwards
     lens = [len(r.completion_ids) for r in want[::2]]
     assert max(lens) + 3 <= 12  # rows ended early, so lockstep had steps to add

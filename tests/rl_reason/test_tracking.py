@@ -22,7 +22,12 @@ def _lines(path):
 
 
 def _metrics(step, r=0.5):
-    return {"reward/total/mean": r, "accuracy": r / 2, "completion/len_mean": 10.0 + step, "time/step_s": 1.25}
+    return {
+        "reward/total/mean": r,
+        "accuracy": r / 2,
+        "completion/len_mean": 10.0 + step,
+        "time/step_s": 1.25,
+    }
 
 
 def test_metrics_jsonl_exact_lines_and_rollouts(tmp_path):
@@ -33,7 +38,9 @@ def test_metrics_jsonl_exact_lines_and_rollouts(tmp_path):
         '{"step": 0, "eval/accuracy": 0.25}',
         '{"step": 1, "reward/total/mean": 0.5, "accuracy": 0.0}',
     ]
-    t.log_rollouts(1, [{"step": 1, "prompt_id": "a", "completion": "7"}, {"prompt_id": "b", "completion": "é"}])
+    t.log_rollouts(
+        1, [{"step": 1, "prompt_id": "a", "completion": "7"}, {"prompt_id": "b", "completion": "é"}]
+    )
     t.close()
     t.close()  # idempotent
     assert read_jsonl(tmp_path / "rollouts.jsonl") == [
@@ -137,7 +144,9 @@ def test_wandb_offline_run_and_id_round_trip(tmp_path, monkeypatch):
     cfg = _cfg(wandb=True, wandb_mode="offline")
     run_dir = tmp_path / "run"
     t0 = time.time()
-    t = Tracker(run_dir, cfg, total_steps=2, config_dict={"logging": {"run_name": "t"}, "train": {"steps": 2}})
+    t = Tracker(
+        run_dir, cfg, total_steps=2, config_dict={"logging": {"run_name": "t"}, "train": {"steps": 2}}
+    )
     t.log(1, _metrics(1))
     state = json.loads(json.dumps(t.state_dict()))
     t.close()

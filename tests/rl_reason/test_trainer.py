@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from rl_reason.cli import main
-from rl_reason.trainer import TrainBatch, Trainer, collate
+from rl_reason.trainer import TrainBatch, collate
 
 from .conftest import TINY
 
@@ -23,7 +23,13 @@ def tiny_run(tmp_path_factory):
 
 
 def test_run_dir_has_every_artifact(tiny_run):
-    for name in ("config.yaml", "metrics.jsonl", "rollouts.jsonl", "curves.png", "adapter/adapter_config.json"):
+    for name in (
+        "config.yaml",
+        "metrics.jsonl",
+        "rollouts.jsonl",
+        "curves.png",
+        "adapter/adapter_config.json",
+    ):
         assert (tiny_run / name).exists(), name
     assert (tiny_run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -34,9 +40,18 @@ def test_metrics_one_row_per_step_with_design_names(tiny_run):
     assert "eval/accuracy" in rows[0] and "eval/accuracy" in rows[-1]
     for r in rows[1:]:
         for key in (
-            "reward/digits/mean", "reward/math_answer/mean", "reward/total/mean", "accuracy",
-            "completion/len_mean", "policy/entropy", "policy/clip_frac", "time/generate_s",
-            "time/score_s", "time/update_s", "time/step_s", "throughput/tokens_per_s",
+            "reward/digits/mean",
+            "reward/math_answer/mean",
+            "reward/total/mean",
+            "accuracy",
+            "completion/len_mean",
+            "policy/entropy",
+            "policy/clip_frac",
+            "time/generate_s",
+            "time/score_s",
+            "time/update_s",
+            "time/step_s",
+            "throughput/tokens_per_s",
         ):
             assert key in r, key
             assert math.isfinite(r[key])
@@ -74,9 +89,23 @@ def test_adapter_changed_and_loads_with_peft(tiny_run, tiny_path):
 def test_training_raises_the_reward_it_is_paid_for(tmp_path):
     """12 steps on the tiny recipe: the digit share must rise (what the regex checker pays)."""
     run_dir = tmp_path / "learn"
-    assert main(["train", str(TINY), "--run-dir", str(run_dir), "train.steps=12",
-                 "eval.at_start=false", "eval.at_end=false", "logging.log_rollouts=false",
-                 "logging.plot=false", "checkpoint.every=0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(TINY),
+                "--run-dir",
+                str(run_dir),
+                "train.steps=12",
+                "eval.at_start=false",
+                "eval.at_end=false",
+                "logging.log_rollouts=false",
+                "logging.plot=false",
+                "checkpoint.every=0",
+            ]
+        )
+        == 0
+    )
     rows = [r for r in _rows(run_dir / "metrics.jsonl") if r["step"] > 0]
     first = sum(r["reward/digits/mean"] for r in rows[:3]) / 3
     last = sum(r["reward/digits/mean"] for r in rows[-3:]) / 3

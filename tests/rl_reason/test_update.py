@@ -33,8 +33,11 @@ def fake_rollouts(trainer, lengths, truncated=(), n=4, seed=0):
         ids = torch.randint(10, 120, (L,), generator=g).tolist()
         out.append(
             Rollout(
-                prompt_index=i // n, prompt_ids=prompts[i // n], completion_ids=ids,
-                completion_text="", finish_reason="length" if i in truncated else "stop",
+                prompt_index=i // n,
+                prompt_ids=prompts[i // n],
+                completion_ids=ids,
+                completion_text="",
+                finish_reason="length" if i in truncated else "stop",
             )
         )
     return out
@@ -137,8 +140,10 @@ def test_kl_is_against_the_adapter_switched_off(tmp_path):
     # the next update's logged KL is k3 between the policy as it is now and the same model
     # with the adapter switched off, averaged over completion tokens
     tb = TrainBatch(
-        prompt_ids=[r.prompt_ids for r in rolls], completion_ids=[r.completion_ids for r in rolls],
-        advantages=ADV, loss_masks=[[1.0] * len(r.completion_ids) for r in rolls],
+        prompt_ids=[r.prompt_ids for r in rolls],
+        completion_ids=[r.completion_ids for r in rolls],
+        advantages=ADV,
+        loss_masks=[[1.0] * len(r.completion_ids) for r in rolls],
     )
     mb = collate(tb, list(range(len(rolls))), t.policy.tokenizer.pad_token_id, "cpu")
     with torch.no_grad():
@@ -154,8 +159,9 @@ def test_kl_is_against_the_adapter_switched_off(tmp_path):
 def test_uniform_groups_are_dropped_and_an_all_uniform_step_learns_nothing(tmp_path):
     t = make_trainer(tmp_path, "u")
     t.scorer.close()
-    t.scorer = Scorer([CheckerSpec(name="regex", params={"pattern": "[0-9]", "mode": "fraction"})],
-                      timeout_s=5, workers=0)
+    t.scorer = Scorer(
+        [CheckerSpec(name="regex", params={"pattern": "[0-9]", "mode": "fraction"})], timeout_s=5, workers=0
+    )
     texts = {0: ["ab", "cd", "ef", "gh"], 1: ["1", "a", "12", "b"]}  # group 0 all 0: uniform
 
     def generate(prompts, n, sampling, texts=texts):

@@ -16,8 +16,13 @@ from rl_reason.update import Counts, Frozen, Learner, actor_step, global_counts,
 
 def rollouts(lengths, truncated=()):
     return [
-        Rollout(prompt_index=i // 2, prompt_ids=[1, 2, 3][: 1 + i % 3], completion_ids=list(range(10, 10 + L)),
-                completion_text="", finish_reason="length" if i in truncated else "stop")
+        Rollout(
+            prompt_index=i // 2,
+            prompt_ids=[1, 2, 3][: 1 + i % 3],
+            completion_ids=list(range(10, 10 + L)),
+            completion_text="",
+            finish_reason="length" if i in truncated else "stop",
+        )
         for i, L in enumerate(lengths)
     ]
 
@@ -74,7 +79,13 @@ def test_token_advantages_run_the_registered_reinforce_pp_function():
     alg = types.SimpleNamespace(name="reinforce_pp", kl_coef=0.0, kl_in_reward=False, gamma=1.0)
     n = len(mbs)
     out, returns, seq_adv = token_advantages(
-        registry.get("reinforce_pp"), alg, mbs, Frozen([None] * n, [None] * n, [None] * n), LocalDist(), 4, b.rows
+        registry.get("reinforce_pp"),
+        alg,
+        mbs,
+        Frozen([None] * n, [None] * n, [None] * n),
+        LocalDist(),
+        4,
+        b.rows,
     )
     want = algorithms.reinforce_pp_advantages([m.advantages for m in mbs], [m.valid for m in mbs])
     for got, w in zip(out, want):
@@ -105,8 +116,16 @@ def test_actor_step_is_the_clipped_surrogate_gradient():
     mb = collate(b, [0, 1], 0, "cpu")
     policy = StubPolicy(2, 5)
     cfg = types.SimpleNamespace(
-        algorithm=types.SimpleNamespace(name="grpo", kl_coef=0.0, kl_in_reward=False, loss_agg="auto", is_cap=0.0,
-                                        clip_low=0.2, clip_high=0.2, epochs=1),
+        algorithm=types.SimpleNamespace(
+            name="grpo",
+            kl_coef=0.0,
+            kl_in_reward=False,
+            loss_agg="auto",
+            is_cap=0.0,
+            clip_low=0.2,
+            clip_high=0.2,
+            epochs=1,
+        ),
         rollout=types.SimpleNamespace(temperature=1.0, max_new_tokens=5),
         train=types.SimpleNamespace(max_grad_norm=1e9),
     )

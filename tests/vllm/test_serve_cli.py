@@ -19,6 +19,13 @@ def test_serve_prints_the_command(capsys):
     assert main(["serve", str(TINY), "--port", "8123", "lora.r=4", "model.dtype=float32"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("VLLM_ALLOW_RUNTIME_LORA_UPDATING=True ")
-    for part in (resolve_model("tiny-random"), "--port 8123", "--enable-lora", "--max-lora-rank 8",
-                 "--dtype float32", "--logprobs-mode processed_logprobs", "--enforce-eager"):
+    for part in (
+        resolve_model("tiny-random"),
+        "--port 8123",
+        "--enable-lora",
+        "--max-lora-rank 8",
+        "--dtype float32",
+        "--logprobs-mode processed_logprobs",
+        "--enforce-eager",
+    ):
         assert part in line

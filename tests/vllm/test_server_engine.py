@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 import urllib.request
 
@@ -31,7 +30,12 @@ def start_server(model_path: str, log_path, enable_lora: bool = True):
 
     port = free_port()
     argv, env = serve_command(
-        model_path, 8, "float32", port=port, max_model_len=256, enable_lora=enable_lora,
+        model_path,
+        8,
+        "float32",
+        port=port,
+        max_model_len=256,
+        enable_lora=enable_lora,
         executable=None,
     )
     full_env = {**os.environ, **env, "VLLM_CPU_KVCACHE_SPACE": "1"}

@@ -109,8 +109,9 @@ def test_marker_adapter_reaches_vllm_only_after_sync(engine):
     train_marker(policy)
     assert engine.watch.stale()
     # what vLLM holds is still the old adapter until a sync
-    from rl_reason.rollout.vllm_engine import vllm_sampling
     from vllm.inputs import TokensPrompt
+
+    from rl_reason.rollout.vllm_engine import vllm_sampling
 
     raw = engine.llm.generate(
         [TokensPrompt(prompt_token_ids=p) for p in PROMPTS],

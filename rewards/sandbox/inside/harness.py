@@ -20,17 +20,51 @@ from typing import Optional
 
 from . import model, system, wire
 
-SAFE_MODULES = frozenset({
-    "math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
-    "typing", "random", "copy", "operator", "fractions", "decimal", "statistics", "hashlib",
-    "json", "datetime", "io", "array", "dataclasses", "textwrap", "cmath", "numbers", "enum",
-    "abc", "time", "unicodedata", "struct", "queue", "calendar"})
+SAFE_MODULES = frozenset(
+    {
+        "math",
+        "re",
+        "collections",
+        "itertools",
+        "functools",
+        "heapq",
+        "bisect",
+        "string",
+        "typing",
+        "random",
+        "copy",
+        "operator",
+        "fractions",
+        "decimal",
+        "statistics",
+        "hashlib",
+        "json",
+        "datetime",
+        "io",
+        "array",
+        "dataclasses",
+        "textwrap",
+        "cmath",
+        "numbers",
+        "enum",
+        "abc",
+        "time",
+        "unicodedata",
+        "struct",
+        "queue",
+        "calendar",
+    }
+)
 # Exceptions that steer control flow rather than report a failure: crossing from the
 # solution into a test they would end a loop or a generator silently.
 CONTROL_FLOW = frozenset({"StopIteration", "StopAsyncIteration", "GeneratorExit"})
-_FATAL_EXC = frozenset(n for n in dir(builtins) if isinstance(getattr(builtins, n), type)
-                       and issubclass(getattr(builtins, n), BaseException)
-                       and not issubclass(getattr(builtins, n), Exception))
+_FATAL_EXC = frozenset(
+    n
+    for n in dir(builtins)
+    if isinstance(getattr(builtins, n), type)
+    and issubclass(getattr(builtins, n), BaseException)
+    and not issubclass(getattr(builtins, n), Exception)
+)
 _BUILTIN_NAMES = frozenset(dir(builtins))
 _MODULE_NAMES = frozenset(getattr(sys, "stdlib_module_names", ())) | SAFE_MODULES
 
@@ -63,8 +97,13 @@ def enter_run_namespaces(lim: dict, pid: bool = False) -> str:
     flags = system.MS_NOSUID | system.MS_NODEV
     system.mount("tmpfs", "/tmp", "tmpfs", flags, opts)
     if os.path.isdir("/dev/shm"):
-        system.mount("tmpfs", "/dev/shm", "tmpfs", flags,
-                     f"size={int(lim['shm_mb'])}m,nr_inodes={int(lim['tmp_inodes'])},mode=1777")
+        system.mount(
+            "tmpfs",
+            "/dev/shm",
+            "tmpfs",
+            flags,
+            f"size={int(lim['shm_mb'])}m,nr_inodes={int(lim['tmp_inodes'])},mode=1777",
+        )
     # the run's own directories: root-owned, reachable only as far as each process's own;
     # a random name, so no path is the same in two runs
     root = f"/tmp/run-{os.urandom(6).hex()}"
@@ -118,8 +157,7 @@ class Output:
         return bytes(self.fds[self.child.err_r])
 
 
-def worker_main(fd: int, info: dict, workroot: Optional[str], block: int,
-                cgroup: Optional[str]) -> None:
+def worker_main(fd: int, info: dict, workroot: Optional[str], block: int, cgroup: Optional[str]) -> None:
     import socket
 
     run = socket.socket(fileno=fd)
@@ -280,7 +318,8 @@ class Remote:
 
     def _req(self, op, *args):
         return object.__getattribute__(self, "_conn").request(
-            op, object.__getattribute__(self, "_ref"), *args)
+            op, object.__getattribute__(self, "_ref"), *args
+        )
 
     def __call__(self, *args, **kwargs):
         return self._req("call", list(args), kwargs)
@@ -364,8 +403,7 @@ def tests_namespace(conn: Conn, table, entry: Optional[str], prompt: Optional[st
     with ``import math`` gets the harness's own ``math``)."""
     if type(table) is list and len(table) == 2 and table[0] == "load_error":
         raise Fatal(f"the solution failed to load: {str(table[1])[:500]}")
-    if type(table) is not list or len(table) != 2 or table[0] != "ready" \
-            or type(table[1]) is not list:
+    if type(table) is not list or len(table) != 2 or table[0] != "ready" or type(table[1]) is not list:
         raise Fatal("the solution's process did not start properly")
     ns: dict = {"__name__": "__tests__", "__builtins__": builtins}
     if prompt:
@@ -375,8 +413,13 @@ def tests_namespace(conn: Conn, table, entry: Optional[str], prompt: Optional[st
             raise Fatal(f"the task's prompt does not run: {type(exc).__name__}: {exc}") from None
     names = {}
     for item in table[1][:10000]:
-        if type(item) is list and len(item) == 3 and type(item[0]) is str \
-                and item[0].isidentifier() and not item[0].startswith("__"):
+        if (
+            type(item) is list
+            and len(item) == 3
+            and type(item[0]) is str
+            and item[0].isidentifier()
+            and not item[0].startswith("__")
+        ):
             names[item[0]] = (item[1], item[2])
     if entry:
         kind, _ = names.get(entry, (None, None))
@@ -402,8 +445,9 @@ def tests_namespace(conn: Conn, table, entry: Optional[str], prompt: Optional[st
 def tests_worker(run, hdr: dict, info: dict, workroot: str, pidns_fd, block: int) -> dict:
     lim = hdr["limits"]
     code = hdr["code"]
-    child = model.spawn(lim, info, workroot, block + 1, pidns_fd,
-                        lambda sock: model.serve(sock, code), stdin_pipe=False)
+    child = model.spawn(
+        lim, info, workroot, block + 1, pidns_fd, lambda sock: model.serve(sock, code), stdin_pipe=False
+    )
     # child.life_w stays open for as long as this process lives (M checks it once at start).
     # From here on nothing in this process is root: the verdict is computed as uid A.
     if info["uid_drop"]:
@@ -441,8 +485,7 @@ def tests_worker(run, hdr: dict, info: dict, workroot: str, pidns_fd, block: int
             ns.setdefault("candidate", candidate)
         exec(code_obj, ns)
         check = ns.get("check")
-        if (entry and isinstance(check, types.FunctionType)
-                and check.__code__.co_filename == "<tests>"):
+        if entry and isinstance(check, types.FunctionType) and check.__code__.co_filename == "<tests>":
             check(candidate)
         if conn.fatal:
             raise Fatal(conn.fatal)
@@ -451,8 +494,10 @@ def tests_worker(run, hdr: dict, info: dict, workroot: str, pidns_fd, block: int
             status, detail = "failed", "no test ran (the solution was never called)"
         elif missing:
             status = "failed"
-            detail = (f"{len(missing)} of {len(counter.required)} asserts never ran "
-                      f"(tests line {counter.lines[missing[0]]})")
+            detail = (
+                f"{len(missing)} of {len(counter.required)} asserts never ran "
+                f"(tests line {counter.lines[missing[0]]})"
+            )
         else:
             status = "passed"
     except Timeout:
@@ -473,8 +518,13 @@ def tests_worker(run, hdr: dict, info: dict, workroot: str, pidns_fd, block: int
     out.drain_all()
     if out.exceeded and status == "passed":
         status, detail = "output_limit", "output limit exceeded"
-    return {"status": status, "calls": conn.calls, "detail": detail,
-            "stdout": out.stdout[-4000:], "stderr": out.stderr[-4000:]}
+    return {
+        "status": status,
+        "calls": conn.calls,
+        "detail": detail,
+        "stdout": out.stdout[-4000:],
+        "stderr": out.stderr[-4000:],
+    }
 
 
 def describe(exc: BaseException) -> str:
@@ -501,8 +551,9 @@ def io_worker(run, hdr: dict, info: dict, workroot: str, pidns_fd, block: int) -
     cases = []
     for i, data in enumerate(payload["inputs"]):
         uid = block + 1  # one uid per run
-        child = model.spawn(lim, info, workroot, uid, pidns_fd,
-                            lambda _sock: model.program(code), stdin_pipe=True, case=i)
+        child = model.spawn(
+            lim, info, workroot, uid, pidns_fd, lambda _sock: model.program(code), stdin_pipe=True, case=i
+        )
         child.sock.close()
         cases.append(run_case(child, data.encode(), lim))
         if not info["pid_ns"]:  # no namespace to take its strays down: this process does
@@ -514,8 +565,7 @@ def io_worker(run, hdr: dict, info: dict, workroot: str, pidns_fd, block: int) -
                 except OSError:
                     pass
         c = cases[-1]
-        if hdr.get("stop_on_error") and (c["exit_code"] != 0 or c["timed_out"]
-                                         or c["output_exceeded"]):
+        if hdr.get("stop_on_error") and (c["exit_code"] != 0 or c["timed_out"] or c["output_exceeded"]):
             break
     return {"status": "ok", "cases": cases}
 
@@ -578,9 +628,15 @@ def run_case(child: model.Child, data: bytes, lim: dict) -> dict:
             exit_code = os.WEXITSTATUS(st)
         elif os.WIFSIGNALED(st):
             sig = os.WTERMSIG(st)
-    return {"exit_code": exit_code, "signal": sig, "stdout": out.stdout,
-            "stderr": out.stderr[-4000:], "timed_out": timed_out,
-            "output_exceeded": out.exceeded, "duration_s": time.monotonic() - t0}
+    return {
+        "exit_code": exit_code,
+        "signal": sig,
+        "stdout": out.stdout,
+        "stderr": out.stderr[-4000:],
+        "timed_out": timed_out,
+        "output_exceeded": out.exceeded,
+        "duration_s": time.monotonic() - t0,
+    }
 
 
 def _waitpid_deadline(pid: int, timeout: float):

@@ -18,21 +18,27 @@ from typing import Optional
 
 from . import system, wire
 
-
 FRESH_PIDNS = False  # the harness's own unshare already made the next child's pid namespace
 
 
 class Child:
     """A model process M as its harness sees it."""
 
-    def __init__(self, pid: int, sock, out_r: int, err_r: int, in_w: Optional[int],
-                 life_w: int):
+    def __init__(self, pid: int, sock, out_r: int, err_r: int, in_w: Optional[int], life_w: int):
         self.pid, self.sock, self.out_r, self.err_r, self.in_w = pid, sock, out_r, err_r, in_w
         self.life_w = life_w
 
 
-def spawn(lim: dict, info: dict, workroot: str, uid: int, pidns_fd: Optional[int],
-          body, stdin_pipe: bool, case: int = 0) -> Child:
+def spawn(
+    lim: dict,
+    info: dict,
+    workroot: str,
+    uid: int,
+    pidns_fd: Optional[int],
+    body,
+    stdin_pipe: bool,
+    case: int = 0,
+) -> Child:
     """Fork M. ``body(sock)`` runs in M after isolation and never returns."""
     wd = os.path.join(workroot, f"w{case + 1}")  # a fresh directory per process
     os.mkdir(wd, 0o700)
@@ -62,12 +68,14 @@ def spawn(lim: dict, info: dict, workroot: str, uid: int, pidns_fd: Optional[int
             import resource
 
             mb = 1 << 20
-            for res, val in ((resource.RLIMIT_CPU, lim["cpu_s"]),
-                             (resource.RLIMIT_AS, lim["memory_mb"] * mb),
-                             (resource.RLIMIT_FSIZE, lim["file_size_mb"] * mb),
-                             (resource.RLIMIT_NOFILE, lim["open_files"]),
-                             (resource.RLIMIT_NPROC, lim["processes"]),
-                             (resource.RLIMIT_CORE, 0)):
+            for res, val in (
+                (resource.RLIMIT_CPU, lim["cpu_s"]),
+                (resource.RLIMIT_AS, lim["memory_mb"] * mb),
+                (resource.RLIMIT_FSIZE, lim["file_size_mb"] * mb),
+                (resource.RLIMIT_NOFILE, lim["open_files"]),
+                (resource.RLIMIT_NPROC, lim["processes"]),
+                (resource.RLIMIT_CORE, 0),
+            ):
                 resource.setrlimit(res, (val, val) if res != resource.RLIMIT_CPU else (val, val + 1))
             os.chdir(wd)
             if info["uid_drop"]:
@@ -93,20 +101,23 @@ def spawn(lim: dict, info: dict, workroot: str, uid: int, pidns_fd: Optional[int
             os.closerange(4, 1 << 16)
             sock = socket.socket(fileno=3)
             os.environ.clear()
-            os.environ.update({"PATH": "/usr/bin:/bin", "HOME": wd, "LANG": "C.UTF-8",
-                               "TMPDIR": wd})
+            os.environ.update({"PATH": "/usr/bin:/bin", "HOME": wd, "LANG": "C.UTF-8", "TMPDIR": wd})
             if not info.get("seccomp"):
                 block_sockets()
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM, signal.SIGCHLD):
-                signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT
-                              else signal.default_int_handler)
-            sys.stdin = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)),
-                                         encoding="utf-8", errors="replace")
-            sys.stdout = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)),
-                                          encoding="utf-8", errors="replace")
-            sys.stderr = io.TextIOWrapper(io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
-                                          encoding="utf-8", errors="replace",
-                                          line_buffering=True)
+                signal.signal(sig, signal.SIG_DFL if sig != signal.SIGINT else signal.default_int_handler)
+            sys.stdin = io.TextIOWrapper(
+                io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding="utf-8", errors="replace"
+            )
+            sys.stdout = io.TextIOWrapper(
+                io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding="utf-8", errors="replace"
+            )
+            sys.stderr = io.TextIOWrapper(
+                io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
+                encoding="utf-8",
+                errors="replace",
+                line_buffering=True,
+            )
             sys.argv = ["main.py"]
             body(sock)
         except BaseException:

@@ -32,11 +32,15 @@ def _c():
         import ctypes
 
         _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
-                                ctypes.c_ulong, ctypes.c_char_p]
+        _libc.mount.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_ulong,
+            ctypes.c_char_p,
+        ]
         _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-        _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong,
-                                ctypes.c_ulong, ctypes.c_ulong]
+        _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
     return _libc
 
 
@@ -56,8 +60,9 @@ def setns(fd: int, nstype: int) -> None:
     _check(_c().setns(fd, nstype), "setns")
 
 
-def mount(src: Optional[str], target: str, fstype: Optional[str], flags: int,
-          data: Optional[str] = None) -> None:
+def mount(
+    src: Optional[str], target: str, fstype: Optional[str], flags: int, data: Optional[str] = None
+) -> None:
     enc = lambda s: None if s is None else s.encode()  # noqa: E731
     _check(_c().mount(enc(src), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
 
@@ -92,8 +97,12 @@ def seccomp_no_sockets() -> None:
     arch, nr = _SECCOMP_ARCH[os.uname().machine]
 
     class Insn(ctypes.Structure):
-        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
-                    ("k", ctypes.c_uint)]
+        _fields_ = [
+            ("code", ctypes.c_ushort),
+            ("jt", ctypes.c_ubyte),
+            ("jf", ctypes.c_ubyte),
+            ("k", ctypes.c_uint),
+        ]
 
     class Prog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Insn))]
@@ -101,15 +110,15 @@ def seccomp_no_sockets() -> None:
     ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06  # BPF_LD|W|ABS, JMP|JEQ|K, JMP|JSET|K, RET|K
     allow, deny = 0x7FFF0000, 0x00050000 | 13  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO|EACCES
     code = [
-        (ld, 0, 0, 4),                # 0: A = arch
-        (jeq, 1, 0, arch),            # 1: native -> 3
-        (ret, 0, 0, deny),            # 2: foreign ABI: refused
-        (ld, 0, 0, 0),                # 3: A = syscall nr
-        (jset, 3, 0, 0x40000000),     # 4: x32 -> deny (8)
-        (jeq, 2, 0, nr),              # 5: socket -> deny (8)
+        (ld, 0, 0, 4),  # 0: A = arch
+        (jeq, 1, 0, arch),  # 1: native -> 3
+        (ret, 0, 0, deny),  # 2: foreign ABI: refused
+        (ld, 0, 0, 0),  # 3: A = syscall nr
+        (jset, 3, 0, 0x40000000),  # 4: x32 -> deny (8)
+        (jeq, 2, 0, nr),  # 5: socket -> deny (8)
         (jeq, 1, 0, _IO_URING_SETUP),  # 6: io_uring_setup -> deny (8)
-        (ret, 0, 0, allow),           # 7
-        (ret, 0, 0, deny),            # 8
+        (ret, 0, 0, allow),  # 7
+        (ret, 0, 0, deny),  # 8
     ]
     insns = (Insn * len(code))(*[Insn(*c) for c in code])
     prog = Prog(len(code), ctypes.cast(insns, ctypes.POINTER(Insn)))
@@ -215,7 +224,7 @@ class RunGroups:
         for name in os.listdir(own):
             if not name.startswith(self.PREFIX):
                 continue
-            pid = name[len(self.PREFIX):]
+            pid = name[len(self.PREFIX) :]
             if pid.isdigit() and os.path.exists(f"/proc/{pid}"):
                 continue
             d = f"{own}/{name}"

@@ -275,6 +275,7 @@ def _iso(cls):
         if type(v) is not list or len(v) != 2 or v[1] not in (0, 1):
             raise WireError("malformed time")
         return cls.fromisoformat(_text(v[0], 64)).replace(fold=v[1])
+
     return make
 
 

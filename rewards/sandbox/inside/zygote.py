@@ -21,16 +21,50 @@ from . import harness, model, system, wire  # noqa: F401  (all imported before /
 
 _CGROUP_V1 = "rl_reason_sandbox"
 TMP_MB = 16  # the zygote's own /tmp (a base to mount each run's /tmp over; fallback workdirs)
-_PRELOAD = ("math", "re", "collections", "itertools", "functools", "heapq", "bisect", "string",
-            "typing", "random", "copy", "operator", "fractions", "decimal", "statistics",
-            "hashlib", "json", "datetime", "io", "array", "dataclasses", "textwrap", "ctypes",
-            "resource", "traceback", "tempfile", "shutil", "ast")
+_PRELOAD = (
+    "math",
+    "re",
+    "collections",
+    "itertools",
+    "functools",
+    "heapq",
+    "bisect",
+    "string",
+    "typing",
+    "random",
+    "copy",
+    "operator",
+    "fractions",
+    "decimal",
+    "statistics",
+    "hashlib",
+    "json",
+    "datetime",
+    "io",
+    "array",
+    "dataclasses",
+    "textwrap",
+    "ctypes",
+    "resource",
+    "traceback",
+    "tempfile",
+    "shutil",
+    "ast",
+)
 
 
 def setup(parent_cwd: str, hide: list, namespaces: bool = True, cgroups: bool = True):
-    info: dict = {"root": os.geteuid() == 0, "uid_drop": False, "mount_ns": False,
-                  "pid_ns": False, "run_ns": False, "cgroup": [], "run_cgroup": False,
-                  "network": "socket-blocked", "namespaces": bool(namespaces)}
+    info: dict = {
+        "root": os.geteuid() == 0,
+        "uid_drop": False,
+        "mount_ns": False,
+        "pid_ns": False,
+        "run_ns": False,
+        "cgroup": [],
+        "run_cgroup": False,
+        "network": "socket-blocked",
+        "namespaces": bool(namespaces),
+    }
     os.chdir("/")
     os.umask(0o022)
     try:
@@ -50,9 +84,10 @@ def setup(parent_cwd: str, hide: list, namespaces: bool = True, cgroups: bool = 
             total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         except (ValueError, OSError):
             total = 8 << 30
-        for ctl, knob, value in (("pids", "pids.max", "4096"),
-                                 ("memory", "memory.limit_in_bytes",
-                                  str(max(2 << 30, min(total // 2, 16 << 30))))):
+        for ctl, knob, value in (
+            ("pids", "pids.max", "4096"),
+            ("memory", "memory.limit_in_bytes", str(max(2 << 30, min(total // 2, 16 << 30)))),
+        ):
             d = f"/sys/fs/cgroup/{ctl}{system.own_cgroup_v1(ctl)}/{_CGROUP_V1}"
             try:
                 os.makedirs(d, exist_ok=True)
@@ -77,8 +112,9 @@ def setup(parent_cwd: str, hide: list, namespaces: bool = True, cgroups: bool = 
             info["mount_ns_error"] = str(exc)
         info["pid_ns"] = _probe(lambda: system.unshare(system.CLONE_NEWPID))
         if info["mount_ns"]:
-            info["run_ns"] = _probe(lambda: harness.enter_run_namespaces(
-                {"tmp_mb": 1, "shm_mb": 1, "tmp_inodes": 64}))
+            info["run_ns"] = _probe(
+                lambda: harness.enter_run_namespaces({"tmp_mb": 1, "shm_mb": 1, "tmp_inodes": 64})
+            )
     else:
         try:  # unprivileged user namespace: still gives an empty network namespace
             system.unshare(system.CLONE_NEWUSER | system.CLONE_NEWNET)
@@ -96,8 +132,15 @@ def setup(parent_cwd: str, hide: list, namespaces: bool = True, cgroups: bool = 
         if groups.base is None:
             groups = None
     info["run_cgroup"] = groups is not None
-    info["run_kill"] = ("pid-namespace" if info["pid_ns"] else "cgroup" if groups is not None
-                        else "uid-sweep" if info["uid_drop"] else "process-group")
+    info["run_kill"] = (
+        "pid-namespace"
+        if info["pid_ns"]
+        else "cgroup"
+        if groups is not None
+        else "uid-sweep"
+        if info["uid_drop"]
+        else "process-group"
+    )
     info["seccomp"] = system.probe_seccomp()
     for name in _PRELOAD:
         try:
@@ -152,8 +195,7 @@ def setup_fs(parent_cwd: str, hide: list) -> None:
             system.mount("tmpfs", h, "tmpfs", flags, "size=64k,mode=755")
             os.makedirs(keep, exist_ok=True)
             system.mount(stage, keep, None, system.MS_BIND | system.MS_REC)
-            system.mount(None, keep, None, system.MS_REMOUNT | system.MS_BIND | system.MS_RDONLY
-                         | flags)
+            system.mount(None, keep, None, system.MS_REMOUNT | system.MS_BIND | system.MS_RDONLY | flags)
             system.umount(stage)
             os.rmdir(stage)
         else:
