@@ -9,6 +9,7 @@ Attacks that could hurt the machine through a broken sandbox are bounded (fan-ou
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -1074,7 +1075,13 @@ def test_fallback_removes_deep_trees_without_recursion(monkeypatch):
         assert score(DEEP.format(n=1200), timeout_s=8) == 0.0  # > the recursion limit
         box.check()
     finally:
+        stray = descendants(zygote_pid())
         sandbox.shutdown()
+        for pid in stray:  # the flake's leftover must not reach the tests after this one
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 # ---------------------------------------------------------------- 7, 8. honest code
