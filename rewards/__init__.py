@@ -159,21 +159,6 @@ def module_search_path(name: str, fn: Checker) -> Optional[str]:
     return None
 
 
-# Params read by built-in checkers that take ``**params`` (their modules list them in their
-# docstrings); a checker of its own can declare them with ``fn.accepted_params = (...)``.
-_KWARGS_PARAMS: dict[str, tuple[str, ...]] = {
-    "rewards.math:math_answer": ("order", "numeric_only"),
-    "rewards.code:code_tests": (
-        "cpu_s",
-        "memory_mb",
-        "file_size_mb",
-        "open_files",
-        "processes",
-        "output_bytes",
-    ),
-}
-
-
 def check_params(fn: Checker, params: Mapping[str, Any], name: Any = None) -> None:
     """Raise ValueError naming an unknown param (with the accepted ones) or a missing required
     one, checked against the checker's signature. The first two arguments (completion, fields)
@@ -191,8 +176,8 @@ def check_params(fn: Checker, params: Mapping[str, Any], name: Any = None) -> No
         )
     own = [p for p in ps[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     allowed = {p.name for p in own}
-    key = f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}"
-    declared = getattr(fn, "accepted_params", None) or _KWARGS_PARAMS.get(key)
+    # a checker taking **params may declare what they hold: fn.accepted_params = (...)
+    declared = getattr(fn, "accepted_params", None)
     open_ended = any(p.kind == p.VAR_KEYWORD for p in ps) and declared is None
     allowed |= set(declared or ())
     if not open_ended:

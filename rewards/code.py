@@ -92,19 +92,22 @@ def _io_cases(raw) -> list:
     return cases
 
 
+# the sandbox limits a recipe may set as code_tests params (besides timeout_s, which is named)
+LIMIT_PARAMS = (
+    "cpu_s",
+    "memory_mb",
+    "file_size_mb",
+    "open_files",
+    "processes",
+    "output_bytes",
+    "tmp_mb",
+    "shm_mb",
+    "tmp_inodes",
+)
+
+
 def _limits(params: Mapping[str, Any]) -> _sandbox.Limits:
-    keys = (
-        "timeout_s",
-        "cpu_s",
-        "memory_mb",
-        "file_size_mb",
-        "open_files",
-        "processes",
-        "output_bytes",
-        "tmp_mb",
-        "shm_mb",
-        "tmp_inodes",
-    )
+    keys = ("timeout_s", *LIMIT_PARAMS)
     return _sandbox.Limits(**{k: params[k] for k in keys if params.get(k) is not None})
 
 
@@ -215,3 +218,6 @@ def code_tests(
         info["first_failure"] = first_fail
     score = 1.0 if all_ok else (passed / len(cases) if partial else 0.0)
     return RewardResult(score, all_ok, info)
+
+
+code_tests.accepted_params = LIMIT_PARAMS  # what its **params may hold (rewards.check_params)

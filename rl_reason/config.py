@@ -849,10 +849,9 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
     return data
 
 
-def read_recipe(path: Union[str, Path]) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"recipe {path} not found: give the path of a YAML recipe")
+def read_yaml_sections(path: Path, what: str) -> dict:
+    """A YAML file of recipe sections (a recipe, a run's config.yaml); ConfigError naming the
+    line of a syntax error, or saying that ``what`` must be a mapping."""
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -860,8 +859,15 @@ def read_recipe(path: Union[str, Path]) -> dict:
         where = f" line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a recipe is a mapping of sections (model, data, ...)")
+        raise ConfigError(f"{path}: {what} is a mapping of sections (model, data, ...)")
     return data
+
+
+def read_recipe(path: Union[str, Path]) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe {path} not found: give the path of a YAML recipe")
+    return read_yaml_sections(path, "a recipe")
 
 
 def from_dict(data: dict, source: str = "<dict>") -> RunConfig:

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
 from rl_reason import checkpoint
 from rl_reason.config import (
     RunConfig,
@@ -24,6 +22,7 @@ from rl_reason.config import (
     dump_yaml,
     fixed_on_resume,
     from_dict,
+    read_yaml_sections,
     to_dict,
 )
 from rl_reason.errors import ConfigError, RunDirError
@@ -108,15 +107,7 @@ def saved_config(run_dir: Path) -> dict:
         raise RunDirError(
             f"{run_dir} is not an rl-reason run dir (no config.yaml); give the directory a run wrote"
         )
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a run's config is a mapping of sections (model, data, ...)")
-    return data
+    return read_yaml_sections(path, "a run's config")
 
 
 def checkpoint_config(ckpt: Path) -> Optional[dict]:

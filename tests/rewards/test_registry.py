@@ -248,3 +248,19 @@ def test_import_errors_of_checker_modules_are_one_line(tmp_path, monkeypatch):
         assert needle in str(exc.value) and "\n" not in str(exc.value), str(exc.value)
     with pytest.raises(UnknownCheckerError, match=r"syn_mod_x.py, line 2\)"):
         resolve("syn_mod_x:f")
+
+
+def test_code_tests_params_are_its_sandbox_limits():
+    """code_tests takes **params: every sandbox limit it passes on is accepted (tmp_mb and the
+    other per-run limits too), and a typo is refused with the nearest name."""
+    import rewards
+    from rewards.code import LIMIT_PARAMS
+
+    fn = rewards.resolve("code_tests")
+    rewards.check_params(fn, {k: 1 for k in LIMIT_PARAMS} | {"timeout_s": 3, "partial": True})
+    with pytest.raises(ValueError, match=r"unknown param 'tmp_mbb'.*did you mean 'tmp_mb'"):
+        rewards.check_params(fn, {"tmp_mbb": 8})
+    math = rewards.resolve("math_answer")  # explicit keywords: no declaration needed
+    rewards.check_params(math, {"numeric_only": False})
+    with pytest.raises(ValueError, match="unknown param 'numeric'"):
+        rewards.check_params(math, {"numeric": False})

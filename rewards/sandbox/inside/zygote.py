@@ -22,35 +22,14 @@ from . import harness, model, system, wire  # noqa: F401  (all imported before /
 _CGROUP_V1 = "rl_reason_sandbox"
 TMP_MB = 16  # the zygote's own /tmp (a base to mount each run's /tmp over; fallback workdirs)
 _PRELOAD = (
-    "math",
-    "re",
-    "collections",
-    "itertools",
-    "functools",
-    "heapq",
-    "bisect",
-    "string",
-    "typing",
-    "random",
-    "copy",
-    "operator",
-    "fractions",
-    "decimal",
-    "statistics",
-    "hashlib",
-    "json",
-    "datetime",
-    "io",
-    "array",
-    "dataclasses",
-    "textwrap",
+    *sorted(harness.SAFE_MODULES),
     "ctypes",
     "resource",
     "traceback",
     "tempfile",
     "shutil",
     "ast",
-)
+)  # imported once, before /work is hidden
 
 
 def setup(parent_cwd: str, hide: list, namespaces: bool = True, cgroups: bool = True):
