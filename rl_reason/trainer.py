@@ -99,6 +99,9 @@ class Trainer:
             CheckerSpec(name=c.name, weight=c.weight, params=dict(c.params), alias=c.alias)
             for c in cfg.rewards.checkers
         ]
+        from rl_reason.judging import start_judge  # math_judge's model, before workers fork
+
+        self.judge = start_judge(cfg, run_dir)
         self.scorer = Scorer(
             self.checker_specs,
             timeout_s=cfg.rewards.timeout_s,
@@ -231,6 +234,8 @@ class Trainer:
             self.scorer.close()
             if self.eval_scorer is not None:
                 self.eval_scorer.close()
+            if self.judge is not None:
+                self.judge.close()
             if self.tracker is not None:
                 self.tracker.close()
         summary = {"step": step, "eval_before": first_eval, "eval_after": last_eval}
