@@ -9,7 +9,6 @@ Attacks that could hurt the machine through a broken sandbox are bounded (fan-ou
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import threading
