@@ -120,6 +120,9 @@ class JudgeService:
                 if self._closed.is_set():
                     return
                 continue
+            if self._closed.is_set():
+                conn.close()
+                return
             threading.Thread(target=self._serve, args=(conn,), name="judge-conn", daemon=True).start()
 
     def _serve(self, conn) -> None:
@@ -194,6 +197,12 @@ class JudgeService:
             os.environ.pop(judge.AUTHKEY_ENV, None)
             judge.set_judge(None)
         self._requests.put(None)
+        try:  # wake the accept thread, which then sees the flag and ends
+            from multiprocessing.connection import Client
+
+            Client(self.address, family="AF_UNIX", authkey=self.authkey).close()
+        except Exception:
+            pass
         try:
             self._listener.close()
         except Exception:

@@ -112,6 +112,23 @@ def test_the_service_pays_a_yes_and_its_cache_file_outlives_it(tmp_path):
         math_judge(REJECTED, GOLD)
 
 
+def test_spawned_workers_find_the_service_through_the_environment():
+    import threading
+
+    from rewards.runner import Scorer
+    from rl_reason.judging import JudgeService
+
+    stub = Stub("yes")
+    service = JudgeService(stub).install()
+    try:
+        with Scorer(["math_judge"], workers=1, timeout_s=60, start_method="spawn") as scorer:
+            assert scorer.score([REJECTED], [GOLD]).total == [1.0]
+        assert len(stub.prompts) == 1
+    finally:
+        service.close()
+    assert not [t for t in threading.enumerate() if t.name == "judge-accept" and t.is_alive()]
+
+
 def test_the_trainer_serves_the_recipe_judge_to_its_scorer(tmp_path):
     from rl_reason.trainer import Trainer
 
