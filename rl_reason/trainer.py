@@ -108,8 +108,10 @@ class Trainer:
     def _build_scorer(self) -> None:
         """The recipe's checkers, run in worker processes with a timeout (rewards/runner.py)."""
         from rewards.runner import CheckerSpec, Scorer
+        from rl_reason.judging import start_judge  # math_judge's model, before workers fork
 
         rewards = self.cfg.rewards
+        self.judge = start_judge(self.cfg, self.run_dir)
         self.checker_specs = [
             CheckerSpec(name=c.name, weight=c.weight, params=dict(c.params), alias=c.alias)
             for c in rewards.checkers
@@ -224,6 +226,8 @@ class Trainer:
             self.scorer.close()
             if self.eval_scorer is not None:
                 self.eval_scorer.close()
+            if self.judge is not None:
+                self.judge.close()
             if self.tracker is not None:
                 self.tracker.close()
         summary = {"step": step, "eval_before": first_eval, "eval_after": last_eval}
