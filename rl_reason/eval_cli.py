@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from rl_reason.errors import ConfigError, ModelError
+from rl_reason.errors import ConfigError
 
 DEFAULT_SAMPLING_TEMPERATURE = 1.0  # samples > 1 without --temperature: the policy's own distribution
 ENGINES = ("hf", "vllm")
@@ -216,35 +216,16 @@ def resolve_dtype(dtype: str, device_type: str) -> str:
 def load_eval_policy(
     model: str, adapter: Optional[str], *, device: str, dtype: str, trust_remote_code: bool = False
 ):
-    """The base model frozen in eval mode, with the adapter attached when one is given."""
+    """The flags as a ModelConfig, loaded by ``policy.load_saved_policy`` (base frozen in eval
+    mode, the adapter attached when one is given); errors name the flags."""
     from rl_reason.config import ModelConfig
-    from rl_reason.model_zoo import resolve_model
-    from rl_reason.policy import Policy, check_dtype, load_base, load_tokenizer, pick_device
+    from rl_reason.policy import load_saved_policy, pick_device
 
     dev = pick_device(device)
-    dtype = resolve_dtype(dtype, dev.type)
-    check_dtype(dtype, dev.type, "--dtype")
-    path = resolve_model(model)
-    tokenizer = load_tokenizer(path, trust_remote_code)
-    model_cfg = ModelConfig(name=model, dtype=dtype, trust_remote_code=trust_remote_code)
-    base = load_base(model_cfg, path, dev)
-    base.eval()
-    if base.generation_config is not None and base.generation_config.pad_token_id is None:
-        base.generation_config.pad_token_id = tokenizer.pad_token_id
-    net = base
-    if adapter:
-        from peft import PeftModel
-
-        try:
-            net = PeftModel.from_pretrained(base, str(Path(adapter).expanduser()), is_trainable=False)
-        except Exception as exc:
-            raise ModelError(
-                f"cannot load adapter {adapter} onto {model}: {exc}".splitlines()[0]
-                + " (was it trained on this base model?)"
-            ) from exc
-        net.to(dev)
-        net.eval()
-    return Policy(net, tokenizer, dev)
+    model_cfg = ModelConfig(
+        name=model, dtype=resolve_dtype(dtype, dev.type), trust_remote_code=trust_remote_code
+    )
+    return load_saved_policy(model_cfg, adapter, dev, keys=("--model", "--dtype"))
 
 
 def vllm_eval_factory():
@@ -285,75 +266,7 @@ def make_vllm_engine(model: str, adapter: Optional[str], args):
     )
 
 
-# --------------------------------------------------------------------------- generate and grade
-
-
-def _seed(seed: int) -> None:
-    import random
-
-    import torch
-
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def generate_and_grade(
-    engine,
-    tokenizer,
-    eval_set,
-    *,
-    samples: int,
-    sampling,
-    seed: int,
-    batch_size: int,
-    scorer,
-    progress=None,
-    task=None,
-) -> tuple[list, dict]:
-    """Sample ``samples`` completions per prompt and grade them, a chunk of prompts at a time.
-
-    Chunk i is sampled right after seeding with ``seed + i``, so two passes over the same
-    prompts (base and adapter under --compare) draw from identical random streams.
-    Returns (SampleResults in prompt order, timings).
-    """
-    from rl_reason.data import tokenize_prompts
-    from rl_reason.evaluate import SampleResult
-
-    records = eval_set.records
-    prompt_ids = tokenize_prompts(records, tokenizer)
-    per_chunk = max(1, batch_size // samples)
-    results: list[SampleResult] = []
-    gen_s = score_s = 0.0
-    for i, start in enumerate(range(0, len(records), per_chunk)):
-        chunk = records[start : start + per_chunk]
-        _seed(seed + i)
-        t0 = time.perf_counter()
-        rollouts = engine.generate(prompt_ids[start : start + per_chunk], samples, sampling)
-        t1 = time.perf_counter()
-        batch = scorer.score(
-            [r.completion_text for r in rollouts], [chunk[r.prompt_index].fields for r in rollouts]
-        )
-        score_s += time.perf_counter() - t1
-        gen_s += t1 - t0
-        seen: dict[int, int] = {}
-        for r, ok in zip(rollouts, batch.correct):
-            rec = chunk[r.prompt_index]
-            index = seen.get(r.prompt_index, 0)
-            seen[r.prompt_index] = index + 1
-            results.append(
-                SampleResult(
-                    prompt_id=rec.id,
-                    sample=index,
-                    completion=r.completion_text,
-                    extracted=eval_set.extract(r.completion_text),
-                    gold=eval_set.gold(rec),
-                    correct=bool(ok),
-                    tokens=len(r.completion_ids),
-                )
-            )
-        if progress is not None:
-            progress.advance(task, len(chunk))
-    return results, {"gen_s": gen_s, "score_s": score_s}
+# --------------------------------------------------------------------------- passes
 
 
 def _progress():
@@ -374,30 +287,32 @@ def _progress():
 def _one_pass(
     label: str, engine, policy_tok, eval_set, args, sampling, scorer, progress
 ) -> tuple[dict, list]:
-    from rl_reason.evaluate import summarize
+    """One model variant over the set: rl_reason.evaluate's generate_and_grade + summarize."""
+    from rl_reason import evaluate
+    from rl_reason.data import tokenize_prompts
 
-    task = progress.add_task(f"{label}: generating + grading", total=len(eval_set.records))
+    records = eval_set.records
+    task = progress.add_task(f"{label}: generating + grading", total=len(records))
     t0 = time.perf_counter()
-    results, timings = generate_and_grade(
+    graded = evaluate.generate_and_grade(
         engine,
-        policy_tok,
-        eval_set,
+        tokenize_prompts(records, policy_tok),
+        records,
+        scorer,
+        sampling,
         samples=args.samples,
-        sampling=sampling,
+        kind=eval_set.kind,
+        chunk_prompts=max(1, args.batch_size // args.samples),
         seed=args.seed,
-        batch_size=args.batch_size,
-        scorer=scorer,
-        progress=progress,
-        task=task,
+        on_chunk=lambda n: progress.advance(task, n),
     )
     wall = time.perf_counter() - t0
-    metrics = summarize(results, args.ks, wall)
-    metrics["tokens_per_s"] = (
-        sum(r.tokens for r in results) / timings["gen_s"] if timings["gen_s"] > 0 else 0.0
-    )
-    metrics["gen_s"] = timings["gen_s"]
-    metrics["score_s"] = timings["score_s"]
-    return metrics, results
+    metrics = evaluate.summarize(graded.results, args.ks, wall)
+    tokens = sum(r.tokens for r in graded.results)
+    metrics["tokens_per_s"] = tokens / graded.gen_s if graded.gen_s > 0 else 0.0
+    metrics["gen_s"] = graded.gen_s
+    metrics["score_s"] = graded.score_s
+    return metrics, graded.results
 
 
 def _check_template(args, tokenizer) -> None:

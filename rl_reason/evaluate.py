@@ -1,10 +1,17 @@
-"""Evaluation on held-out sets: accuracy, unbiased pass@k, tokens per answer."""
+"""Evaluation on held-out sets: accuracy, unbiased pass@k, tokens per answer.
+
+One path for every evaluation: :func:`generate_and_grade` samples and grades (the engine and
+the scorer are passed in), :func:`summarize` turns the graded samples into the metrics.
+``rl-reason eval`` (rl_reason/eval_cli.py, the CLI shell: arguments, files, printing) writes
+them to eval.json; the trainer's ``eval.every`` / ``at_start`` / ``at_end``
+(:func:`evaluate_in_training`) logs the same names under ``eval/``.
+"""
 
 from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -59,6 +66,7 @@ class SampleResult:
     gold: Optional[str]
     correct: bool
     tokens: int
+    reward: float = 0.0  # weighted total of the checkers that graded it
 
 
 def summarize(results: Sequence[SampleResult], ks: Sequence[int], wall_s: float) -> dict[str, Any]:
@@ -77,6 +85,7 @@ def summarize(results: Sequence[SampleResult], ks: Sequence[int], wall_s: float)
     total_tokens = sum(tokens)
     out: dict[str, Any] = {
         "accuracy": sum(r.correct for r in results) / n if n else 0.0,
+        "reward_mean": sum(r.reward for r in results) / n if n else 0.0,
         "pass_at_k": {str(k): v for k, v in mean_pass_at_k(counts, ks).items()},
         **length_stats(tokens),
         "extract_fail_rate": sum(r.extracted is None for r in results) / n if n else 0.0,
@@ -88,7 +97,7 @@ def summarize(results: Sequence[SampleResult], ks: Sequence[int], wall_s: float)
     return out
 
 
-COMPARED = ("accuracy", "tokens_mean", "tokens_median", "extract_fail_rate")
+COMPARED = ("accuracy", "reward_mean", "tokens_mean", "tokens_median", "extract_fail_rate")
 
 
 def compare(base: Mapping[str, Any], adapter: Mapping[str, Any]) -> dict[str, float]:
@@ -105,12 +114,128 @@ def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
     out = {"accuracy": float(metrics["accuracy"])}
     for k, value in metrics.get("pass_at_k", {}).items():
         out[f"pass@{k}"] = float(value)
-    for key in ("tokens_mean", "tokens_median", "extract_fail_rate"):
+    for key in ("reward_mean", "tokens_mean", "tokens_median", "extract_fail_rate"):
         out[key] = float(metrics[key])
     return out
 
 
+# --------------------------------------------------------------------------- generate and grade
+
+
+@dataclass
+class Graded:
+    """One pass of :func:`generate_and_grade`: the graded samples in prompt order, and timings."""
+
+    results: list[SampleResult]
+    gen_s: float = 0.0  # seconds inside engine.generate
+    score_s: float = 0.0  # seconds inside scorer.score
+
+
+def records_kind(records: Sequence[Any]) -> str:
+    """ "code" when the records carry tests (graded by running them), else "math"."""
+    return "code" if any("tests" in r.fields for r in records) else "math"
+
+
+def _seed(seed: int) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def generate_and_grade(
+    engine,
+    prompt_ids: Sequence[Sequence[int]],
+    records: Sequence[Any],
+    scorer,
+    sampling,
+    *,
+    samples: int = 1,
+    kind: Optional[str] = None,
+    chunk_prompts: Optional[int] = None,
+    seed: Optional[int] = None,
+    lockstep: bool = False,
+    on_chunk: Optional[Callable[[int], None]] = None,
+) -> Graded:
+    """Sample ``samples`` completions per record and grade them: the one evaluation path of
+    ``rl-reason eval`` and of the trainer's ``eval.every`` / ``at_start`` / ``at_end``.
+
+    Prompts go to the engine ``chunk_prompts`` at a time (None: all in one call). With a
+    ``seed``, chunk i is sampled right after seeding with ``seed + i``, so two passes over the
+    same prompts (base and adapter under --compare) draw from identical random streams; the
+    trainer passes none (each training step reseeds torch itself). ``lockstep``: call the
+    engine even with no prompts (a sharded base needs every rank in every forward).
+    ``kind`` ("math" | "code", default from the records) picks what ``extracted`` holds.
+    """
+    import time
+
+    from rl_reason.eval_sets import extract_final
+
+    kind = kind or records_kind(records)
+    per_chunk = max(1, chunk_prompts or len(records) or 1)
+    starts = list(range(0, len(records), per_chunk)) or ([0] if lockstep else [])
+    out = Graded(results=[])
+    for i, start in enumerate(starts):
+        chunk = records[start : start + per_chunk]
+        if seed is not None:
+            _seed(seed + i)
+        t0 = time.perf_counter()
+        rollouts = engine.generate(list(prompt_ids[start : start + per_chunk]), samples, sampling)
+        t1 = time.perf_counter()
+        batch = scorer.score(
+            [r.completion_text for r in rollouts], [chunk[r.prompt_index].fields for r in rollouts]
+        )
+        out.score_s += time.perf_counter() - t1
+        out.gen_s += t1 - t0
+        seen: dict[int, int] = {}
+        for r, ok, total in zip(rollouts, batch.correct, batch.total):
+            rec = chunk[r.prompt_index]
+            index = seen.get(r.prompt_index, 0)
+            seen[r.prompt_index] = index + 1
+            gold = rec.fields.get("answer")
+            out.results.append(
+                SampleResult(
+                    prompt_id=rec.id,
+                    sample=index,
+                    completion=r.completion_text,
+                    extracted=extract_final(kind, r.completion_text),
+                    gold=None if gold is None else str(gold),
+                    correct=bool(ok),
+                    tokens=len(r.completion_ids),
+                    reward=float(total),
+                )
+            )
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+    return out
+
+
 # --------------------------------------------------------------------------- during training
+
+
+# the summary metrics logged as ``eval/<name>`` during training: the names eval.json uses
+TRAINING_KEYS = (
+    "accuracy",
+    "reward_mean",
+    "tokens_mean",
+    "tokens_median",
+    "extract_fail_rate",
+    "n_prompts",
+    "n_samples",
+)
+# names of the first in-training evaluation, still logged so recipes (checkpoint.keep_best)
+# and scripts written for them keep working: alias -> summary key
+LEGACY_ALIASES = {"eval/len_mean": "tokens_mean", "eval/n": "n_samples"}
+TRAINING_METRICS = tuple(f"eval/{k}" for k in TRAINING_KEYS) + tuple(LEGACY_ALIASES)
+
+
+def training_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
+    """A :func:`summarize` result as the trainer logs it (``eval/`` + the same names)."""
+    out = {f"eval/{k}": float(summary[k]) for k in TRAINING_KEYS}
+    out.update({alias: float(summary[key]) for alias, key in LEGACY_ALIASES.items()})
+    return out
 
 
 def training_eval_set(cfg, data) -> tuple[list, Any]:
@@ -150,8 +275,11 @@ def training_eval_set(cfg, data) -> tuple[list, Any]:
 
 
 def evaluate_in_training(trainer) -> dict[str, float]:
-    """Greedy held-out accuracy on this rank's share of the eval records, summed over ranks:
-    ``eval/accuracy``, ``eval/reward_mean``, ``eval/len_mean``, ``eval/n``."""
+    """Greedy held-out evaluation of this rank's share of the eval records through
+    :func:`generate_and_grade`; every rank's samples are gathered and summarised together, and
+    logged under the names of ``rl-reason eval`` (:data:`TRAINING_METRICS`)."""
+    import time
+
     from rl_reason.rollout import SamplingParams
 
     cfg, dist = trainer.cfg, trainer.dist
@@ -160,20 +288,15 @@ def evaluate_in_training(trainer) -> dict[str, float]:
     recs = trainer.eval_records[dist.rank :: dist.world]
     max_new = cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens
     sampling = SamplingParams(max_new_tokens=max_new, greedy=True, stop=tuple(cfg.rollout.stop))
-    # a sharded base needs every rank in every forward, prompts or not
-    rollouts = trainer.engine.generate(trainer._prompt_ids(recs), 1, sampling) if recs or dist.sharded else []
-    scorer = trainer.eval_scorer or trainer.scorer
-    scores = scorer.score(
-        [r.completion_text for r in rollouts], [recs[r.prompt_index].fields for r in rollouts]
+    t0 = time.perf_counter()
+    graded = generate_and_grade(
+        trainer.engine,
+        trainer._prompt_ids(recs),
+        recs,
+        trainer.eval_scorer or trainer.scorer,
+        sampling,
+        kind=records_kind(trainer.eval_records),
+        lockstep=dist.sharded,
     )
-    correct = [bool(c) for c in scores.correct]
-    sums = dist.sum(
-        [sum(correct), len(correct), sum(scores.total), sum(len(r.completion_ids) for r in rollouts)]
-    )
-    n = max(sums[1], 1)
-    return {
-        "eval/accuracy": sums[0] / n,
-        "eval/reward_mean": sums[2] / n,
-        "eval/len_mean": sums[3] / n,
-        "eval/n": sums[1],
-    }
+    results = [r for part in dist.gather_objects(graded.results) for r in part]
+    return training_metrics(summarize(results, [1], time.perf_counter() - t0))

@@ -398,12 +398,18 @@ def _chart_length(m: Metrics) -> Chart:
 
 def _chart_eval(m: Metrics) -> Chart:
     title = "evaluation (held-out) over time"
-    keys = [k for k in m.family("eval/") if k != "eval/n" and m.has(k)]
+    from rl_reason.evaluate import LEGACY_ALIASES
+
+    # counts are not plotted, nor an old name beside the new one it repeats
+    skip = {"eval/n_prompts", "eval/n_samples", "eval/n"}
+    skip |= {old for old, new in LEGACY_ALIASES.items() if m.has(f"eval/{new}")}
+    keys = [k for k in m.family("eval/") if k not in skip and m.has(k)]
     if not keys:
         note = f"skipped: no eval/* metrics in {METRICS_FILE} (was evaluation turned off?)"
         return Chart("eval", title, note=note)
-    left = [k for k in keys if not k.startswith("eval/len")]
-    right = [k for k in keys if k.startswith("eval/len")]
+    lengths = ("eval/len", "eval/tokens")
+    left = [k for k in keys if not k.startswith(lengths)]
+    right = [k for k in keys if k.startswith(lengths)]
     fig = _new_figure()
     ax = fig.add_subplot(1, 1, 1)
     for k in left:
