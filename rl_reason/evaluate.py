@@ -184,8 +184,11 @@ def generate_and_grade(
         t0 = time.perf_counter()
         rollouts = engine.generate(list(prompt_ids[start : start + per_chunk]), samples, sampling)
         t1 = time.perf_counter()
+        # as in training: the token count for length rewards, a group per prompt
         batch = scorer.score(
-            [r.completion_text for r in rollouts], [chunk[r.prompt_index].fields for r in rollouts]
+            [r.completion_text for r in rollouts],
+            [dict(chunk[r.prompt_index].fields, completion_tokens=len(r.completion_ids)) for r in rollouts],
+            groups=[r.prompt_index for r in rollouts],
         )
         out.score_s += time.perf_counter() - t1
         out.gen_s += t1 - t0
