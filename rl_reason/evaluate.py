@@ -9,9 +9,12 @@ them to eval.json; the trainer's ``eval.every`` / ``at_start`` / ``at_end``
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+
+from rl_reason.eval_metrics import SPEED_KEYS, answer_seconds, speed_metrics
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -67,10 +70,13 @@ class SampleResult:
     correct: bool
     tokens: int
     reward: float = 0.0  # weighted total of the checkers that graded it
+    seconds: Optional[float] = None  # wall-clock seconds of this answer (rl_reason/eval_metrics.py)
+    budget: Optional[int] = None  # the token budget stated in the prompt (data.budget, eval --budgets)
 
 
 def summarize(results: Sequence[SampleResult], ks: Sequence[int], wall_s: float) -> dict[str, Any]:
-    """The headline metrics of an evaluation, from its graded samples.
+    """The headline metrics of an evaluation, from its graded samples (the answer-speed ones
+    are rl_reason.eval_metrics.speed_metrics of the same samples).
 
     accuracy is over all samples (not per prompt) so it equals pass@1 when every prompt has the
     same number of samples; pass@k uses the unbiased estimator per prompt, then the mean over
@@ -94,6 +100,7 @@ def summarize(results: Sequence[SampleResult], ks: Sequence[int], wall_s: float)
         "wall_s": float(wall_s),
         "tokens_per_s": total_tokens / wall_s if wall_s > 0 else 0.0,
     }
+    out.update(speed_metrics(results))  # tokens_per_correct, accuracy_per_1k_tokens, seconds_*
     return out
 
 
@@ -101,21 +108,30 @@ COMPARED = ("accuracy", "reward_mean", "tokens_mean", "tokens_median", "extract_
 
 
 def compare(base: Mapping[str, Any], adapter: Mapping[str, Any]) -> dict[str, float]:
-    """adapter - base for the quality metrics (``pass@k`` flattened), the numbers --compare shows."""
+    """adapter - base for the quality metrics (``pass@k`` flattened) and the answer-speed ones
+    both sides have (tokens_per_correct is None with no correct answer): what --compare shows."""
     deltas = {key: float(adapter[key]) - float(base[key]) for key in COMPARED}
     for k, value in adapter.get("pass_at_k", {}).items():
         if k in base.get("pass_at_k", {}):
             deltas[f"pass@{k}"] = float(value) - float(base["pass_at_k"][k])
+    for key in SPEED_KEYS:
+        a, b = adapter.get(key), base.get(key)
+        if a is not None and b is not None:
+            deltas[key] = float(a) - float(b)
     return deltas
 
 
-def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Metrics in display order with ``pass@k`` keys side by side with the scalars."""
-    out = {"accuracy": float(metrics["accuracy"])}
+def flat_metrics(metrics: Mapping[str, Any]) -> dict[str, Optional[float]]:
+    """Metrics in display order with ``pass@k`` keys side by side with the scalars (None: the
+    metric has no value, e.g. tokens_per_correct with no correct answer)."""
+    out: dict[str, Optional[float]] = {"accuracy": float(metrics["accuracy"])}
     for k, value in metrics.get("pass_at_k", {}).items():
         out[f"pass@{k}"] = float(value)
     for key in ("reward_mean", "tokens_mean", "tokens_median", "extract_fail_rate"):
         out[key] = float(metrics[key])
+    for key in SPEED_KEYS:
+        if key in metrics:
+            out[key] = None if metrics[key] is None else float(metrics[key])
     return out
 
 
@@ -193,7 +209,8 @@ def generate_and_grade(
         out.score_s += time.perf_counter() - t1
         out.gen_s += t1 - t0
         seen: dict[int, int] = {}
-        for r, ok, total in zip(rollouts, batch.correct, batch.total):
+        seconds = answer_seconds(t1 - t0, [len(r.completion_ids) for r in rollouts])
+        for r, ok, total, sec in zip(rollouts, batch.correct, batch.total, seconds):
             rec = chunk[r.prompt_index]
             index = seen.get(r.prompt_index, 0)
             seen[r.prompt_index] = index + 1
@@ -208,6 +225,8 @@ def generate_and_grade(
                     correct=bool(ok),
                     tokens=len(r.completion_ids),
                     reward=float(total),
+                    seconds=sec,
+                    budget=rec.fields.get("budget"),
                 )
             )
         if on_chunk is not None:
@@ -219,12 +238,15 @@ def generate_and_grade(
 
 
 # the summary metrics logged as ``eval/<name>`` during training: the names eval.json uses
+# (wall-clock figures are left out: a resumed run logs exactly what the uninterrupted one did)
 TRAINING_KEYS = (
     "accuracy",
     "reward_mean",
     "tokens_mean",
     "tokens_median",
     "extract_fail_rate",
+    "tokens_per_correct",
+    "accuracy_per_1k_tokens",
     "n_prompts",
     "n_samples",
 )
@@ -235,8 +257,9 @@ TRAINING_METRICS = tuple(f"eval/{k}" for k in TRAINING_KEYS) + tuple(LEGACY_ALIA
 
 
 def training_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
-    """A :func:`summarize` result as the trainer logs it (``eval/`` + the same names)."""
-    out = {f"eval/{k}": float(summary[k]) for k in TRAINING_KEYS}
+    """A :func:`summarize` result as the trainer logs it (``eval/`` + the same names; a value
+    that does not exist, as tokens_per_correct with no correct answer, is NaN: null in the log)."""
+    out = {f"eval/{k}": math.nan if summary[k] is None else float(summary[k]) for k in TRAINING_KEYS}
     out.update({alias: float(summary[key]) for alias, key in LEGACY_ALIASES.items()})
     return out
 

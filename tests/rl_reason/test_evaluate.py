@@ -87,6 +87,10 @@ def test_compare_and_flat_metrics():
         "tokens_mean",
         "tokens_median",
         "extract_fail_rate",
+        "tokens_per_correct",
+        "accuracy_per_1k_tokens",
+        "seconds_per_answer_p50",
+        "seconds_per_answer_p95",
     ]
 
 
@@ -132,6 +136,8 @@ def test_eval_cli_and_training_share_one_evaluation_path(tmp_path, monkeypatch):
     logged = {k for r in rows for k in r if k.startswith("eval/")}
     assert logged == set(evaluate.TRAINING_METRICS)
     assert [r["step"] for r in rows if "eval/accuracy" in r] == [0, 1, 2]
+    # the random model is never right: no tokens per correct answer (null), not a made-up 0
+    assert all(r["eval/tokens_per_correct"] is None for r in rows if "eval/n" in r)
 
     out = tmp_path / "eval"
     held = tmp_path / "held.jsonl"
