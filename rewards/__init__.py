@@ -57,6 +57,9 @@ _BUILTIN: dict[str, str] = {
     "boxed_format": "rewards.format:boxed_format",
     "overlong_penalty": "rewards.shaping:overlong_penalty",
     "length_penalty": "rewards.shaping:length_penalty",
+    "group_length_reward": "rewards.shaping:group_length_reward",
+    "token_cost": "rewards.shaping:token_cost",
+    "budget_reward": "rewards.shaping:budget_reward",
     "regex": "rewards.text:regex",
 }
 _REGISTERED: dict[str, Checker] = {}
@@ -162,7 +165,8 @@ def module_search_path(name: str, fn: Checker) -> Optional[str]:
 def check_params(fn: Checker, params: Mapping[str, Any], name: Any = None) -> None:
     """Raise ValueError naming an unknown param (with the accepted ones) or a missing required
     one, checked against the checker's signature. The first two arguments (completion, fields)
-    are the runner's, not params."""
+    are the runner's, not params; a batch-level checker (``fn.batch_level``) takes four
+    (completions, fields_list, correct, groups)."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):  # a builtin or C callable without a signature: trust it
@@ -170,11 +174,16 @@ def check_params(fn: Checker, params: Mapping[str, Any], name: Any = None) -> No
     label = name if isinstance(name, str) else getattr(fn, "__name__", repr(fn))
     ps = list(sig.parameters.values())
     positional = [p for p in ps if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if len(positional) < 2 and not any(p.kind == p.VAR_POSITIONAL for p in ps):
-        raise ValueError(
-            f"checker {label!r} must take (completion, fields, **params); its signature is {sig}"
+    batch = bool(getattr(fn, "batch_level", False))
+    runner_args = 4 if batch else 2
+    if len(positional) < runner_args and not any(p.kind == p.VAR_POSITIONAL for p in ps):
+        takes = (
+            "(completions, fields_list, correct, groups, **params)"
+            if batch
+            else "(completion, fields, **params)"
         )
-    own = [p for p in ps[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        raise ValueError(f"checker {label!r} must take {takes}; its signature is {sig}")
+    own = [p for p in ps[runner_args:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     allowed = {p.name for p in own}
     # a checker taking **params may declare what they hold: fn.accepted_params = (...)
     declared = getattr(fn, "accepted_params", None)

@@ -37,6 +37,16 @@ each checker by name in a fresh interpreter; runtime registrations are then not 
 
 ``workers=0`` scores in the calling process: exceptions are still caught and counted, but there
 is no timeout. Use it for debugging and tests only.
+
+Batch-level checkers
+--------------------
+A checker marked ``fn.batch_level = True`` (the length rewards in ``rewards.shaping``) is called
+once per batch, in the calling process, after the per-sample checkers, as
+``fn(completions, fields_list, correct, groups, **params)`` and returns one result per sample.
+``correct`` is the per-sample checkers' combined flag, ``groups`` what the caller passed to
+:meth:`Scorer.score` (the prompt index in training; every sample its own group when omitted).
+An exception costs every sample of the batch an error for that checker; what it prints is
+counted like a per-sample checker's output.
 """
 
 from __future__ import annotations
@@ -461,6 +471,7 @@ class Scorer:
             for s, fn in zip(self.specs, self._fns)
             if s.name in _CORRECTNESS_CHECKERS or getattr(fn, "reports_correct", False)
         }
+        self._batch_level = [bool(getattr(fn, "batch_level", False)) for fn in self._fns]
         self._logged: set[tuple[str, str]] = set()
         self._workers: list[_Worker] = []
         self._closed = False
@@ -538,10 +549,14 @@ class Scorer:
 
     # ------------------------------------------------------------------ scoring
     def score(
-        self, completions: Sequence[str], fields_list: Optional[Sequence[Mapping[str, Any]]] = None
+        self,
+        completions: Sequence[str],
+        fields_list: Optional[Sequence[Mapping[str, Any]]] = None,
+        groups: Optional[Sequence[Any]] = None,
     ) -> ScoreBatch:
         """Score every completion with every checker. ``fields_list[i]`` belongs to
-        ``completions[i]`` (None = empty fields for all)."""
+        ``completions[i]`` (None = empty fields for all); ``groups[i]`` is its group id for
+        batch-level checkers (None = every sample its own group)."""
         if self._closed:
             raise RuntimeError("this Scorer is closed")
         n = len(completions)
@@ -595,10 +610,11 @@ class Scorer:
                 alias, "timeout", f"a check ran past timeout_s={self.timeout_s}; its worker was killed"
             )
 
+        tasks = [t for t in range(n * k) if not self._batch_level[t % k]]
         if n:
             if self.n_workers == 0:
                 counter = _LineCounter()
-                for task in range(n * k):
+                for task in tasks:
                     i, c = divmod(task, k)
                     t0 = time.monotonic()
                     with redirect_stdout(counter):
@@ -607,7 +623,10 @@ class Scorer:
                         )
                     record(task, st, val, flag, info, err, time.monotonic() - t0, counter.take())
             else:
-                self._run_pool(completions, fields_list, k, record, record_timeout)
+                self._run_pool(completions, fields_list, tasks, record, record_timeout)
+            if any(self._batch_level):
+                correct_so_far = self._per_sample_correct(n, k, status, flags, timed_out)
+                self._score_batch_level(completions, fields_list, groups, correct_so_far, record)
 
         # assemble
         fail_value = 0.0 if self.on_error == "zero" else None
@@ -646,6 +665,58 @@ class Scorer:
             stdout_lines=printed,
         )
 
+    def _per_sample_correct(self, n, k, status, flags, timed_out) -> list[Optional[bool]]:
+        """Each sample's combined success flag over the per-sample checkers (as assembled below)."""
+        correct: list[Optional[bool]] = [None] * n
+        for i in range(n):
+            for c in range(k):
+                if self._batch_level[c]:
+                    continue
+                task = i * k + c
+                if timed_out[task] or status[task] == _ERR:
+                    flag = False if self.aliases[c] in self._reports_correct else None
+                else:
+                    flag = flags[task]
+                if flag is not None:
+                    correct[i] = flag if correct[i] is None else (correct[i] and flag)
+        return correct
+
+    def _score_batch_level(self, completions, fields_list, groups, correct, record) -> None:
+        """Run the batch-level checkers once each over the whole batch, in this process."""
+        n, k = len(completions), len(self.specs)
+        group_ids = list(groups) if groups is not None else list(range(n))
+        if len(group_ids) != n:
+            raise ValueError(f"{n} completions but {len(group_ids)} group ids")
+        counter = _LineCounter()
+        for c in range(k):
+            if not self._batch_level[c]:
+                continue
+            t0 = time.monotonic()
+            try:
+                with redirect_stdout(counter):
+                    results = list(
+                        self._fns[c](
+                            list(completions), list(fields_list), correct, group_ids, **self._params[c]
+                        )
+                    )
+                if len(results) != n:
+                    raise ValueError(f"batch-level checker returned {len(results)} results for {n} samples")
+                parsed = [as_result(r) for r in results]
+            except Exception:
+                err = traceback.format_exc()
+                lines = counter.take()
+                for i in range(n):
+                    record(i * k + c, _ERR, None, None, None, err, 0.0, lines if i == 0 else 0)
+                continue
+            dt = (time.monotonic() - t0) / max(n, 1)
+            lines = counter.take()
+            for i, res in enumerate(parsed):
+                out_lines = lines if i == 0 else 0
+                if res is None:
+                    record(i * k + c, _NA, None, None, None, None, dt, out_lines)
+                else:
+                    record(i * k + c, _OK, float(res.score), res.correct, res.info, None, dt, out_lines)
+
     def _log_once(self, alias: str, kind: str, text: str) -> None:
         if (alias, kind) in self._logged:
             return
@@ -658,8 +729,9 @@ class Scorer:
         else:
             log.warning("reward checker %r: %s (logged once per checker)", alias, text)
 
-    def _run_pool(self, completions, fields_list, k, record, record_timeout) -> None:
-        queue: deque[int] = deque(range(len(completions) * k))
+    def _run_pool(self, completions, fields_list, tasks, record, record_timeout) -> None:
+        k = len(self.specs)
+        queue: deque[int] = deque(tasks)
         workers = self._workers
         timeout = self.timeout_s
 

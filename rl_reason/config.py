@@ -281,10 +281,29 @@ class DataConfig(Section):
         None, doc="Use only the first N rows after shuffling.", gt=0, resume_safe=False
     )
     synthetic: SyntheticConfig = setting(doc="The built-in arithmetic task.", factory=SyntheticConfig)
+    budget: Union[list[int], list[list[int]]] = setting(
+        doc="Token budget per prompt (L1-style, see [SPEED.md](SPEED.md)): a range `[lo, hi]` or "
+        "a list of them; each prompt draws one, stated in the prompt and in `fields.budget`; "
+        "empty: none.",
+        factory=list,
+    )
+    budget_template: str = setting(
+        " Think for at most {budget} tokens.",
+        doc="Appended to the prompt when `budget` is set; `{budget}` is the number.",
+    )
 
     def validate(self, at: str) -> None:
         if "{prompt}" not in self.prompt_template:
             raise self.invalid(at, "prompt_template", "must contain {prompt}")
+        if self.budget:
+            from rl_reason.budget import parse_ranges
+
+            try:
+                parse_ranges(self.budget)
+            except (TypeError, ValueError) as exc:
+                raise self.invalid(at, "budget", str(exc)) from None
+            if "{budget}" not in self.budget_template:
+                raise self.invalid(at, "budget_template", "must contain {budget}")
 
 
 @dataclass

@@ -394,6 +394,10 @@ def load_records(
         records = _rows_to_records(rows, cfg, where)
     if not records:
         raise DataError(f"{where}: no usable prompts; check data.source, data.prompt_field and data.fields")
+    if cfg.budget:  # budget-conditioned prompts (rl_reason/budget.py)
+        from rl_reason.budget import with_budgets
+
+        records = with_budgets(records, cfg.budget, cfg.budget_template, seed)
     if cfg.shuffle:
         random.Random(seed).shuffle(records)
     if cfg.limit is not None and not held_out and split is None:

@@ -3,10 +3,17 @@
     rl-reason eval --model demo --adapter runs/demo_arith/adapter --data gsm8k --limit 50 \\
         --samples 8 --k 1,8 --compare
 
-Writes ``eval.json`` (metrics + settings) and ``samples.jsonl`` (one graded completion per line)
-to ``--out`` (default ``evals/<set>-<model>-<UTC time>``). With ``--compare`` the same prompts are
-sampled with the same seeds from the base model (adapter switched off) and from base + adapter,
-and the table shows both and their difference.
+Writes ``eval.json`` (metrics + settings, with the answer-speed figures of
+``rl_reason.eval_metrics``) and ``samples.jsonl`` (one graded completion per line, with its
+tokens and seconds) to ``--out`` (default ``evals/<set>-<model>-<UTC time>``). With ``--compare``
+the same prompts are sampled with the same seeds from the base model (adapter switched off) and
+from base + adapter, and the table shows both and their difference. With ``--budgets 64,128,256``
+every prompt is asked once per budget (stated in the prompt as in training with ``data.budget``);
+``budgets.csv`` and ``budgets.png`` (accuracy against budget) go beside eval.json, whose
+top-level metrics are then those of the largest budget.
+
+Sampling and grading are ``rl_reason.evaluate.generate_and_grade``, the path the trainer's
+evaluation takes too; this module is the shell around it (flags, files, printing).
 
 This module's top level imports no torch/transformers: ``rl-reason --help`` stays fast.
 """
@@ -21,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from rl_reason.errors import ConfigError, ModelError
+from rl_reason.errors import ConfigError
 
 DEFAULT_SAMPLING_TEMPERATURE = 1.0  # samples > 1 without --temperature: the policy's own distribution
 ENGINES = ("hf", "vllm")
@@ -90,6 +97,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="auto: bfloat16 on a GPU, float32 on the CPU",
     )
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument(
+        "--budgets",
+        help="comma list of token budgets, e.g. 64,128,256: evaluate at each (stated in the "
+        "prompt); writes budgets.csv and budgets.png",
+    )
+    p.add_argument(
+        "--budget-template",
+        default=None,
+        help="text appended to the prompt with {budget}; default: data.budget_template's default",
+    )
     return p
 
 
@@ -136,6 +153,17 @@ def _check_args(args) -> list[int]:
         check_adapter_dir(args.adapter)
     if args.engine == "vllm":
         vllm_eval_factory()
+    args.budget_list = []
+    if getattr(args, "budgets", None):
+        from rl_reason.budget import parse_budget_list
+
+        try:
+            args.budget_list = sorted(set(parse_budget_list(args.budgets)))
+        except ValueError as exc:
+            raise ConfigError(f"--budgets {args.budgets}: {exc}") from None
+    template = getattr(args, "budget_template", None)
+    if template is not None and "{budget}" not in template:
+        raise ConfigError("--budget-template must contain {budget} where the number goes")
     return parse_ks(args.k, args.samples)
 
 
@@ -216,35 +244,16 @@ def resolve_dtype(dtype: str, device_type: str) -> str:
 def load_eval_policy(
     model: str, adapter: Optional[str], *, device: str, dtype: str, trust_remote_code: bool = False
 ):
-    """The base model frozen in eval mode, with the adapter attached when one is given."""
+    """The flags as a ModelConfig, loaded by ``policy.load_saved_policy`` (base frozen in eval
+    mode, the adapter attached when one is given); errors name the flags."""
     from rl_reason.config import ModelConfig
-    from rl_reason.model_zoo import resolve_model
-    from rl_reason.policy import Policy, check_dtype, load_base, load_tokenizer, pick_device
+    from rl_reason.policy import load_saved_policy, pick_device
 
     dev = pick_device(device)
-    dtype = resolve_dtype(dtype, dev.type)
-    check_dtype(dtype, dev.type, "--dtype")
-    path = resolve_model(model)
-    tokenizer = load_tokenizer(path, trust_remote_code)
-    model_cfg = ModelConfig(name=model, dtype=dtype, trust_remote_code=trust_remote_code)
-    base = load_base(model_cfg, path, dev)
-    base.eval()
-    if base.generation_config is not None and base.generation_config.pad_token_id is None:
-        base.generation_config.pad_token_id = tokenizer.pad_token_id
-    net = base
-    if adapter:
-        from peft import PeftModel
-
-        try:
-            net = PeftModel.from_pretrained(base, str(Path(adapter).expanduser()), is_trainable=False)
-        except Exception as exc:
-            raise ModelError(
-                f"cannot load adapter {adapter} onto {model}: {exc}".splitlines()[0]
-                + " (was it trained on this base model?)"
-            ) from exc
-        net.to(dev)
-        net.eval()
-    return Policy(net, tokenizer, dev)
+    model_cfg = ModelConfig(
+        name=model, dtype=resolve_dtype(dtype, dev.type), trust_remote_code=trust_remote_code
+    )
+    return load_saved_policy(model_cfg, adapter, dev, keys=("--model", "--dtype"))
 
 
 def vllm_eval_factory():
@@ -285,75 +294,7 @@ def make_vllm_engine(model: str, adapter: Optional[str], args):
     )
 
 
-# --------------------------------------------------------------------------- generate and grade
-
-
-def _seed(seed: int) -> None:
-    import random
-
-    import torch
-
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def generate_and_grade(
-    engine,
-    tokenizer,
-    eval_set,
-    *,
-    samples: int,
-    sampling,
-    seed: int,
-    batch_size: int,
-    scorer,
-    progress=None,
-    task=None,
-) -> tuple[list, dict]:
-    """Sample ``samples`` completions per prompt and grade them, a chunk of prompts at a time.
-
-    Chunk i is sampled right after seeding with ``seed + i``, so two passes over the same
-    prompts (base and adapter under --compare) draw from identical random streams.
-    Returns (SampleResults in prompt order, timings).
-    """
-    from rl_reason.data import tokenize_prompts
-    from rl_reason.evaluate import SampleResult
-
-    records = eval_set.records
-    prompt_ids = tokenize_prompts(records, tokenizer)
-    per_chunk = max(1, batch_size // samples)
-    results: list[SampleResult] = []
-    gen_s = score_s = 0.0
-    for i, start in enumerate(range(0, len(records), per_chunk)):
-        chunk = records[start : start + per_chunk]
-        _seed(seed + i)
-        t0 = time.perf_counter()
-        rollouts = engine.generate(prompt_ids[start : start + per_chunk], samples, sampling)
-        t1 = time.perf_counter()
-        batch = scorer.score(
-            [r.completion_text for r in rollouts], [chunk[r.prompt_index].fields for r in rollouts]
-        )
-        score_s += time.perf_counter() - t1
-        gen_s += t1 - t0
-        seen: dict[int, int] = {}
-        for r, ok in zip(rollouts, batch.correct):
-            rec = chunk[r.prompt_index]
-            index = seen.get(r.prompt_index, 0)
-            seen[r.prompt_index] = index + 1
-            results.append(
-                SampleResult(
-                    prompt_id=rec.id,
-                    sample=index,
-                    completion=r.completion_text,
-                    extracted=eval_set.extract(r.completion_text),
-                    gold=eval_set.gold(rec),
-                    correct=bool(ok),
-                    tokens=len(r.completion_ids),
-                )
-            )
-        if progress is not None:
-            progress.advance(task, len(chunk))
-    return results, {"gen_s": gen_s, "score_s": score_s}
+# --------------------------------------------------------------------------- passes
 
 
 def _progress():
@@ -374,30 +315,32 @@ def _progress():
 def _one_pass(
     label: str, engine, policy_tok, eval_set, args, sampling, scorer, progress
 ) -> tuple[dict, list]:
-    from rl_reason.evaluate import summarize
+    """One model variant over the set: rl_reason.evaluate's generate_and_grade + summarize."""
+    from rl_reason import evaluate
+    from rl_reason.data import tokenize_prompts
 
-    task = progress.add_task(f"{label}: generating + grading", total=len(eval_set.records))
+    records = eval_set.records
+    task = progress.add_task(f"{label}: generating + grading", total=len(records))
     t0 = time.perf_counter()
-    results, timings = generate_and_grade(
+    graded = evaluate.generate_and_grade(
         engine,
-        policy_tok,
-        eval_set,
+        tokenize_prompts(records, policy_tok),
+        records,
+        scorer,
+        sampling,
         samples=args.samples,
-        sampling=sampling,
+        kind=eval_set.kind,
+        chunk_prompts=max(1, args.batch_size // args.samples),
         seed=args.seed,
-        batch_size=args.batch_size,
-        scorer=scorer,
-        progress=progress,
-        task=task,
+        on_chunk=lambda n: progress.advance(task, n),
     )
     wall = time.perf_counter() - t0
-    metrics = summarize(results, args.ks, wall)
-    metrics["tokens_per_s"] = (
-        sum(r.tokens for r in results) / timings["gen_s"] if timings["gen_s"] > 0 else 0.0
-    )
-    metrics["gen_s"] = timings["gen_s"]
-    metrics["score_s"] = timings["score_s"]
-    return metrics, results
+    metrics = evaluate.summarize(graded.results, args.ks, wall)
+    tokens = sum(r.tokens for r in graded.results)
+    metrics["tokens_per_s"] = tokens / graded.gen_s if graded.gen_s > 0 else 0.0
+    metrics["gen_s"] = graded.gen_s
+    metrics["score_s"] = graded.score_s
+    return metrics, graded.results
 
 
 def _check_template(args, tokenizer) -> None:
@@ -405,7 +348,8 @@ def _check_template(args, tokenizer) -> None:
         raise ConfigError(f"--model {args.model} has no chat template (a base model?); use --template plain")
 
 
-def _hf_passes(args, eval_set, sampling, scorer, progress) -> dict[str, tuple[dict, list]]:
+def _hf_passes(args, eval_sets, sampling, scorer, progress) -> dict:
+    """{budget (None without --budgets): {variant: (metrics, results)}}; the model loads once."""
     from rl_reason.rollout.hf import HFEngine
 
     policy = load_eval_policy(
@@ -418,20 +362,28 @@ def _hf_passes(args, eval_set, sampling, scorer, progress) -> dict[str, tuple[di
     _check_template(args, policy.tokenizer)
     args.device_used = policy.device.type
     args.dtype_used = resolve_dtype(args.dtype, policy.device.type)
-    out = {}
+    sweep: dict = {budget: {} for budget, _ in eval_sets}
     if args.compare:
         plain = HFEngine(policy, batch_size=args.batch_size, merge_for_generation=False)
         with policy.reference():
-            out["base"] = _one_pass(
-                "base", plain, policy.tokenizer, eval_set, args, sampling, scorer, progress
-            )
+            for budget, eval_set in eval_sets:
+                sweep[budget]["base"] = _one_pass(
+                    _tag("base", budget), plain, policy.tokenizer, eval_set, args, sampling, scorer, progress
+                )
     engine = HFEngine(policy, batch_size=args.batch_size, merge_for_generation=bool(args.adapter))
     label = "adapter" if args.adapter else "model"
-    out[label] = _one_pass(label, engine, policy.tokenizer, eval_set, args, sampling, scorer, progress)
-    return out
+    for budget, eval_set in eval_sets:
+        sweep[budget][label] = _one_pass(
+            _tag(label, budget), engine, policy.tokenizer, eval_set, args, sampling, scorer, progress
+        )
+    return sweep
 
 
-def _vllm_passes(args, eval_set, sampling, scorer, progress) -> dict[str, tuple[dict, list]]:
+def _tag(label: str, budget) -> str:
+    return label if budget is None else f"{label} @{budget}"
+
+
+def _vllm_passes(args, eval_sets, sampling, scorer, progress) -> dict:
     from rl_reason.model_zoo import resolve_model
     from rl_reason.policy import load_tokenizer
 
@@ -440,14 +392,32 @@ def _vllm_passes(args, eval_set, sampling, scorer, progress) -> dict[str, tuple[
     variants = ([("base", None)] if args.compare else []) + [
         ("adapter" if args.adapter else "model", args.adapter)
     ]
-    out = {}
+    sweep: dict = {budget: {} for budget, _ in eval_sets}
     for label, adapter in variants:
         engine = make_vllm_engine(args.model, adapter, args)
         try:
-            out[label] = _one_pass(label, engine, tokenizer, eval_set, args, sampling, scorer, progress)
+            for budget, eval_set in eval_sets:
+                sweep[budget][label] = _one_pass(
+                    _tag(label, budget), engine, tokenizer, eval_set, args, sampling, scorer, progress
+                )
         finally:
             engine.close()
-    return out
+    return sweep
+
+
+def budget_sets(eval_set, budgets, template: Optional[str] = None) -> list[tuple]:
+    """[(budget, EvalSet with that budget in every prompt and fields.budget)], or [(None, eval_set)]."""
+    import dataclasses
+
+    from rl_reason.budget import DEFAULT_TEMPLATE, with_budget
+
+    if not budgets:
+        return [(None, eval_set)]
+    template = template or DEFAULT_TEMPLATE
+    return [
+        (b, dataclasses.replace(eval_set, records=[with_budget(r, b, template) for r in eval_set.records]))
+        for b in budgets
+    ]
 
 
 # --------------------------------------------------------------------------- output
@@ -478,6 +448,9 @@ def _settings(args, eval_set, greedy: bool, temperature: float) -> dict[str, Any
         "system_prompt": args.system_prompt,
         "seed": args.seed,
         "batch_size": args.batch_size,
+        "budgets": list(getattr(args, "budget_list", []) or []) or None,
+        "seconds_per_answer": "lockstep estimate per generate call (exact at --batch-size 1); "
+        "see rl_reason/eval_metrics.py",
         "device": getattr(args, "device_used", args.device),
         "dtype": getattr(args, "dtype_used", args.dtype),
         "compare": bool(args.compare),
@@ -486,9 +459,13 @@ def _settings(args, eval_set, greedy: bool, temperature: float) -> dict[str, Any
     }
 
 
-def write_outputs(out_dir: Path, settings: dict, passes: dict[str, tuple[dict, list]]) -> dict:
+def write_outputs(
+    out_dir: Path, settings: dict, passes: dict[str, tuple[dict, list]], sweep: Optional[dict] = None
+) -> dict:
     """eval.json: the evaluated model's metrics at the top level (base + adapter when it has
-    one) plus settings; under --compare also ``runs`` {base, adapter} and ``delta``."""
+    one) plus settings; under --compare also ``runs`` {base, adapter} and ``delta``. ``sweep``
+    ({budget: passes}, from --budgets) adds the ``budgets`` table, budgets.csv and budgets.png,
+    and every budget's samples go into samples.jsonl."""
     from dataclasses import asdict
 
     from rl_reason.evaluate import compare
@@ -502,20 +479,45 @@ def write_outputs(out_dir: Path, settings: dict, passes: dict[str, tuple[dict, l
         report["delta"] = compare(passes["base"][0], passes["adapter"][0])
         # the wall time of the whole evaluation: both passes, not the adapter's alone
         report["wall_s"] = passes["base"][0]["wall_s"] + passes["adapter"][0]["wall_s"]
+    if sweep:
+        report["budgets"] = write_budget_table(out_dir, sweep)
     tmp = out_dir / "eval.json.tmp"
     tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     tmp.replace(out_dir / "eval.json")
     with open(out_dir / "samples.jsonl", "w", encoding="utf-8") as f:
-        for variant, (_, results) in passes.items():
-            for r in results:
-                row = asdict(r)
-                if "base" in passes:
-                    row = {"variant": variant, **row}
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for one in sweep.values() if sweep else [passes]:
+            for variant, (_, results) in one.items():
+                for r in results:
+                    row = asdict(r)
+                    if "base" in passes:
+                        row = {"variant": variant, **row}
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
     return report
 
 
-def _fmt(key: str, value: float, signed: bool = False) -> str:
+def write_budget_table(out_dir: Path, sweep: dict) -> list[dict]:
+    """One row per (budget, variant) into budgets.csv, and budgets.png (accuracy vs budget)."""
+    import csv
+
+    from rl_reason.eval_metrics import budget_row
+    from rl_reason.report import budget_curve_png
+
+    rows = [
+        budget_row(budget, variant, results)
+        for budget in sorted(sweep)
+        for variant, (_, results) in sweep[budget].items()
+    ]
+    with open(out_dir / "budgets.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (out_dir / "budgets.png").write_bytes(budget_curve_png(rows))
+    return rows
+
+
+def _fmt(key: str, value: Optional[float], signed: bool = False) -> str:
+    if value is None:
+        return "-"
     if key.startswith("tokens"):
         return f"{value:+.1f}" if signed else f"{value:.1f}"
     return f"{value:+.3f}" if signed else f"{value:.3f}"
@@ -538,12 +540,8 @@ def print_report(report: dict, out_dir: Path, console=None) -> None:
         for col in ("metric", "base", "adapter", "delta"):
             table.add_column(col, justify="left" if col == "metric" else "right")
         for key in adapter:
-            table.add_row(
-                key,
-                _fmt(key, base[key]),
-                _fmt(key, adapter[key]),
-                _fmt(key, adapter[key] - base[key], signed=True),
-            )
+            diff = None if base[key] is None or adapter[key] is None else adapter[key] - base[key]
+            table.add_row(key, _fmt(key, base[key]), _fmt(key, adapter[key]), _fmt(key, diff, signed=True))
     else:
         table = Table()
         table.add_column("metric")
@@ -551,6 +549,14 @@ def print_report(report: dict, out_dir: Path, console=None) -> None:
         for key, value in flat_metrics(report).items():
             table.add_row(key, _fmt(key, value))
     console.print(table)
+    if report.get("budgets"):
+        bt = Table(title="accuracy vs budget")
+        columns = ("budget", "variant", "accuracy", "tokens_mean", "within_budget_frac", "tokens_per_correct")
+        for col in columns:
+            bt.add_column(col, justify="left" if col == "variant" else "right")
+        for row in report["budgets"]:
+            bt.add_row(str(row["budget"]), row["variant"], *(_fmt(c, row[c]) for c in columns[2:]))
+        console.print(bt)
     both = " for both passes" if "runs" in report else ""
     console.print(
         f"{report['wall_s']:.1f} s{both}, {report['tokens_per_s']:.1f} generated tokens/s; "
@@ -593,10 +599,13 @@ def run(args) -> int:
     )
     out_dir = Path(args.out) if args.out else default_out_dir(eval_set.name, args.model)
     passes_fn = _vllm_passes if args.engine == "vllm" else _hf_passes
+    eval_sets = budget_sets(eval_set, args.budget_list, args.budget_template)
     with Scorer(eval_set.checker_specs(), timeout_s=eval_set.timeout_s, workers=_scorer_workers()) as scorer:
         with _progress() as progress:
-            passes = passes_fn(args, eval_set, sampling, scorer, progress)
-    report = write_outputs(out_dir, _settings(args, eval_set, greedy, temperature), passes)
+            sweep = passes_fn(args, eval_sets, sampling, scorer, progress)
+    passes = sweep[eval_sets[-1][0]]  # the largest budget's (or the only) passes
+    settings = _settings(args, eval_set, greedy, temperature)
+    report = write_outputs(out_dir, settings, passes, sweep=sweep if args.budget_list else None)
     print_report(report, out_dir)
     return 0
 

@@ -241,6 +241,23 @@ def check_dtype(dtype: str, device_type: str, name: str = "model.dtype") -> None
         raise ConfigError(f"{name} float16 is not supported on the CPU; use float32 or bfloat16")
 
 
+def _frozen_base(model_cfg: ModelConfig, device: Optional[torch.device], keys: tuple[str, str]):
+    """(base, tokenizer, device): the frozen base and its tokenizer, as training and
+    evaluation both load them. ``keys`` name the model and dtype settings in errors."""
+    from rl_reason import hub  # [badinput] offline: one line in seconds, not a minute of retries
+    from rl_reason.model_zoo import resolve_model
+
+    path = resolve_model(model_cfg.name)
+    hub.require(path, repo_type="model", key=keys[0], error=ModelError)
+    device = device if device is not None else pick_device(model_cfg.device)
+    check_dtype(model_cfg.dtype, device.type, keys[1])
+    tokenizer = load_tokenizer(path, model_cfg.trust_remote_code)
+    base = load_base(model_cfg, path, device)
+    if base.generation_config is not None and base.generation_config.pad_token_id is None:
+        base.generation_config.pad_token_id = tokenizer.pad_token_id
+    return base, tokenizer, device
+
+
 def load_policy(
     model_cfg: ModelConfig, lora_cfg: LoraConfig, seed: int, device: Optional[torch.device] = None
 ) -> Policy:
@@ -248,18 +265,7 @@ def load_policy(
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
-    from rl_reason.model_zoo import resolve_model
-
-    path = resolve_model(model_cfg.name)
-    from rl_reason import hub  # [badinput] offline: one line in seconds, not a minute of retries
-
-    hub.require(path, repo_type="model", key="model.name", error=ModelError)
-    device = device if device is not None else pick_device(model_cfg.device)
-    check_dtype(model_cfg.dtype, device.type)
-    tokenizer = load_tokenizer(path, model_cfg.trust_remote_code)
-    base = load_base(model_cfg, path, device)
-    if base.generation_config is not None and base.generation_config.pad_token_id is None:
-        base.generation_config.pad_token_id = tokenizer.pad_token_id
+    base, tokenizer, device = _frozen_base(model_cfg, device, ("model.name", "model.dtype"))
     peft_cfg = PeftLoraConfig(
         r=lora_cfg.r,
         lora_alpha=lora_cfg.alpha,
@@ -274,3 +280,29 @@ def load_policy(
         except ValueError as exc:
             raise ModelError(f"lora.target_modules: {exc}".splitlines()[0]) from exc
     return Policy(model, tokenizer, device)
+
+
+def load_saved_policy(
+    model_cfg: ModelConfig,
+    adapter: Optional[str],
+    device: Optional[torch.device] = None,
+    keys: tuple[str, str] = ("model.name", "model.dtype"),
+) -> Policy:
+    """The base frozen in eval mode with a saved adapter attached (not trainable), or the
+    base alone when ``adapter`` is None: what ``rl-reason eval`` samples from."""
+    base, tokenizer, device = _frozen_base(model_cfg, device, keys)
+    base.eval()
+    net = base
+    if adapter:
+        from peft import PeftModel
+
+        try:
+            net = PeftModel.from_pretrained(base, str(Path(adapter).expanduser()), is_trainable=False)
+        except Exception as exc:
+            raise ModelError(
+                f"cannot load adapter {adapter} onto {model_cfg.name}: {exc}".splitlines()[0]
+                + " (was it trained on this base model?)"
+            ) from exc
+        net.to(device)
+        net.eval()
+    return Policy(net, tokenizer, device)

@@ -15,13 +15,14 @@ from typing import Optional
 
 from rl_reason.config import RunConfig
 from rl_reason.errors import ConfigError, DataError
+from rl_reason.evaluate import TRAINING_METRICS
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
 PEEK_ROWS = 20  # rows read to check the columns
 
-# what Trainer.evaluate logs; checkpoint.keep_best must name one of them (a ``min:`` prefix
-# minimises). tests/rl_reason/test_preflight.py checks a real run logs exactly these.
-EVAL_METRICS = ("eval/accuracy", "eval/reward_mean", "eval/len_mean", "eval/n")
+# what the in-training evaluation logs; checkpoint.keep_best must name one of them (a ``min:``
+# prefix minimises). tests/rl_reason/test_bad_input_config.py checks a real run logs exactly these.
+EVAL_METRICS = TRAINING_METRICS
 
 
 def _fail(key: str, msg: str, source: str) -> ConfigError:

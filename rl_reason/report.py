@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Sequence, Union
 
 from rl_reason.errors import ConfigError, RunDirError
 
@@ -65,6 +65,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
         metavar="K",
         help="steps whose completions are shown, spread from first to last (default 3)",
     )
+    p.add_argument(
+        "--eval",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="an eval output dir run with --budgets: adds its accuracy-vs-budget curve (repeatable; "
+        "RUN_DIR/evals/*/ are read too)",
+    )
     return p
 
 
@@ -80,6 +88,7 @@ def run(args) -> int:
         out=args.out,
         samples_per_step=args.samples_per_step,
         steps_sampled=args.steps_sampled,
+        evals=args.eval,
     )
     skipped = f", {len(result.skipped)} skipped" if result.skipped else ""
     n = len(result.charts)
@@ -396,14 +405,99 @@ def _chart_length(m: Metrics) -> Chart:
     return Chart("length", title, _png(fig))
 
 
+# --------------------------------------------------------------------------- answer speed (docs/SPEED.md)
+
+
+def _points(rows, x_keys: Sequence[str], y_key: str) -> list[tuple[float, float, int]]:
+    out = []
+    for r in rows:
+        x = next((_num(r.get(k)) for k in x_keys if _num(r.get(k)) is not None), None)
+        y = _num(r.get(y_key))
+        if x is not None and y is not None:
+            out.append((x, y, r["step"]))
+    return out
+
+
+def _chart_speed_path(m: Metrics) -> Chart:
+    """Accuracy against mean completion length over training (training batches and evals)."""
+    title = "accuracy against mean completion length (the run's path)"
+    train = _points(m.train_rows, ["completion/len_mean"], "accuracy")
+    # eval/tokens_mean; runs logged before it was named so: eval/len_mean
+    evals = _points(m.rows, ["eval/tokens_mean", "eval/len_mean"], "eval/accuracy")
+    if not train and not evals:
+        note = f"skipped: no accuracy with completion/len_mean (or eval/*) in {METRICS_FILE}"
+        return Chart("speed_path", title, note=note)
+    fig = _new_figure()
+    ax = fig.add_subplot(1, 1, 1)
+    styles = (
+        (train, "train batch", {"color": "tab:blue", "marker": "."}),
+        (evals, "held-out (eval)", {"color": "tab:red", "marker": "o", "linestyle": "--"}),
+    )
+    for pts, label, style in styles:
+        if not pts:
+            continue
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        ax.plot(xs, ys, label=label, alpha=0.8, **style)
+        ax.annotate(f"step {pts[0][2]}", (xs[0], ys[0]), fontsize="x-small")
+        ax.annotate(f"step {pts[-1][2]}", (xs[-1], ys[-1]), fontsize="x-small")
+    _style(ax, title, "accuracy")
+    ax.set_xlabel("mean completion length (tokens)")
+    ax.legend(loc="best", fontsize="small")
+    return Chart("speed_path", title, _png(fig))
+
+
+def _budget_figure(rows: list[dict]):
+    fig = _new_figure()
+    ax = fig.add_subplot(1, 1, 1)
+    for variant in dict.fromkeys(r["variant"] for r in rows):
+        pts = sorted((r["budget"], r["accuracy"]) for r in rows if r["variant"] == variant)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=_label(variant))
+    _style(ax, "accuracy against token budget", "accuracy")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("token budget stated in the prompt")
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def budget_curve_png(rows: list[dict]) -> bytes:
+    """PNG of accuracy against budget, one line per variant (rows of eval --budgets)."""
+    return _png(_budget_figure(rows))
+
+
+def _chart_budgets(eval_files: Sequence[Path]) -> Optional[Chart]:
+    """The accuracy-vs-budget curve of evaluations run with --budgets (None when there is none)."""
+    rows = []
+    for path in eval_files:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            continue
+        for r in data.get("budgets") or []:
+            if _num(r.get("budget")) is None or _num(r.get("accuracy")) is None:
+                continue
+            variant = r.get("variant", "model")
+            if len(eval_files) > 1:
+                variant = f"{Path(path).parent.name}: {variant}"
+            rows.append(dict(r, variant=variant))
+    if not rows:
+        return None
+    return Chart("budgets", "accuracy against token budget (eval --budgets)", _png(_budget_figure(rows)))
+
+
 def _chart_eval(m: Metrics) -> Chart:
     title = "evaluation (held-out) over time"
-    keys = [k for k in m.family("eval/") if k != "eval/n" and m.has(k)]
+    from rl_reason.evaluate import LEGACY_ALIASES
+
+    # counts are not plotted, nor an old name beside the new one it repeats
+    skip = {"eval/n_prompts", "eval/n_samples", "eval/n", "eval/accuracy_per_1k_tokens"}  # not 0..1
+    skip |= {old for old, new in LEGACY_ALIASES.items() if m.has(f"eval/{new}")}
+    keys = [k for k in m.family("eval/") if k not in skip and m.has(k)]
     if not keys:
         note = f"skipped: no eval/* metrics in {METRICS_FILE} (was evaluation turned off?)"
         return Chart("eval", title, note=note)
-    left = [k for k in keys if not k.startswith("eval/len")]
-    right = [k for k in keys if k.startswith("eval/len")]
+    lengths = ("eval/len", "eval/tokens")
+    left = [k for k in keys if not k.startswith(lengths)]
+    right = [k for k in keys if k.startswith(lengths)]
     fig = _new_figure()
     ax = fig.add_subplot(1, 1, 1)
     for k in left:
@@ -468,24 +562,29 @@ def _chart_critic(m: Metrics) -> Optional[Chart]:
     return _lines_chart(m, "critic", "critic (PPO)", [(k, {}) for k in keys])
 
 
-def _build_charts(m: Metrics, algorithm: Optional[str]) -> list[Chart]:
+def _build_charts(m: Metrics, algorithm: Optional[str], eval_files=()) -> list[Chart]:
     charts = [
         _chart_reward(m),
         _chart_accuracy(m),
         _chart_length(m),
+        _chart_speed_path(m),
         _lines_chart(m, "kl", "KL to the reference policy", [("policy/kl", {})]),
         _lines_chart(m, "entropy", "policy entropy (nats/token)", [("policy/entropy", {})]),
         _lines_chart(m, "clip_frac", "clipped fraction of tokens", [("policy/clip_frac", {})]),
         _chart_eval(m),
         _chart_timings(m),
     ]
-    if charts[3].png is None:
-        charts[3].note += " (the trainer logs it only when algorithm.kl_coef > 0)"
+    kl = next(c for c in charts if c.slug == "kl")
+    if kl.png is None:
+        kl.note += " (the trainer logs it only when algorithm.kl_coef > 0)"
     critic = _chart_critic(m)
     if critic is not None:
         charts.append(critic)
     elif (algorithm or "").lower() == "ppo":
         charts.append(Chart("critic", "critic (PPO)", note=f"skipped: no critic/* metrics in {METRICS_FILE}"))
+    budgets = _chart_budgets(list(eval_files))
+    if budgets is not None:
+        charts.append(budgets)
     return charts
 
 
@@ -760,7 +859,19 @@ def _write_atomic(path: Path, data: bytes) -> None:
         ) from exc
 
 
-_CHART_SLUGS = ("reward", "accuracy", "length", "kl", "entropy", "clip_frac", "eval", "timings", "critic")
+_CHART_SLUGS = (
+    "reward",
+    "accuracy",
+    "length",
+    "speed_path",
+    "kl",
+    "entropy",
+    "clip_frac",
+    "eval",
+    "timings",
+    "critic",
+    "budgets",
+)
 
 
 def build_report(
@@ -769,8 +880,12 @@ def build_report(
     *,
     samples_per_step: int = 2,
     steps_sampled: int = 3,
+    evals: Sequence[Union[str, Path]] = (),
 ) -> ReportResult:
-    """Write the HTML report (default ``RUN_DIR/report.html``) and its PNGs (``RUN_DIR/report/``)."""
+    """Write the HTML report (default ``RUN_DIR/report.html``) and its PNGs (``RUN_DIR/report/``).
+
+    ``evals``: eval output dirs (or eval.json files) whose ``--budgets`` tables are drawn as an
+    accuracy-vs-budget curve; ``RUN_DIR/evals/*/eval.json`` are read too."""
     run_dir = Path(run_dir)
     metrics = Metrics(_load_metrics(run_dir))
     config_text, cfg = _load_config(run_dir)
@@ -778,7 +893,9 @@ def build_report(
     out_path = Path(out) if out is not None else run_dir / DEFAULT_OUT
     png_dir = _png_dir_for(out_path)
 
-    charts = _build_charts(metrics, _cfg_get(cfg, "algorithm.name"))
+    eval_files = sorted(run_dir.glob("evals/*/eval.json"))
+    eval_files += [Path(e) / "eval.json" if Path(e).is_dir() else Path(e) for e in evals]
+    charts = _build_charts(metrics, _cfg_get(cfg, "algorithm.name"), eval_files)
     rollouts = run_dir / ROLLOUTS_FILE
     samples = _sample_rollouts(rollouts, samples_per_step, steps_sampled)
     drawn = [c for c in charts if c.png is not None]

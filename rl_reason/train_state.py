@@ -182,6 +182,8 @@ def keep_best(trainer, step: int, eval_metrics: dict) -> None:
             )
         return
     value = float(eval_metrics[key])
+    if not math.isfinite(value):  # e.g. tokens_per_correct with no correct answer: no ranking
+        return
     old = trainer.best.get("value")
     better = old is None or (value < old if lower else value > old)
     if not better:

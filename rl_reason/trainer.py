@@ -250,9 +250,12 @@ class Trainer:
         # 2. rewards
         t0 = time.perf_counter()
         fields = [
-            dict(local[r.prompt_index].fields, completion_tokens=len(r.completion_ids)) for r in rollouts
+            dict(local[r.prompt_index].fields, completion_tokens=len(r.completion_ids), step=step)
+            for r in rollouts
         ]
-        scores = self.scorer.score([r.completion_text for r in rollouts], fields)
+        # groups (the prompt index) and step: for rewards.shaping's batch-level length rewards
+        groups = [r.prompt_index for r in rollouts]
+        scores = self.scorer.score([r.completion_text for r in rollouts], fields, groups=groups)
         t_score = time.perf_counter() - t0
 
         # 3. advantages: per sequence here (groups never span ranks); per-token algorithms

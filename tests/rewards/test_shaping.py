@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 import rewards
-from rewards.shaping import completion_length, length_penalty, overlong_penalty
+from rewards.shaping import (
+    budget_reward,
+    completion_length,
+    group_length_reward,
+    kimi_length_lambdas,
+    length_penalty,
+    overlong_penalty,
+    token_cost,
+)
 
 
 @pytest.mark.parametrize(
@@ -99,3 +107,133 @@ def test_through_the_runner():
     )
     assert b.scores["overlong_penalty"] == pytest.approx([0.0, -1.0])
     assert b.correct == [None, None]
+
+
+# ----------------------------------------------------------------------------- answer-speed rewards
+
+
+def _f(tokens, step=None, **extra):
+    out = [{"completion_tokens": t, **extra} for t in tokens]
+    if step is not None:
+        for f in out:
+            f["step"] = step
+    return out
+
+
+def test_kimi_lambdas_hand_computed():
+    assert kimi_length_lambdas([10, 20, 30]) == pytest.approx([0.5, 0.0, -0.5])
+    assert kimi_length_lambdas([10, 15]) == pytest.approx([0.5, -0.5])
+    assert kimi_length_lambdas([7, 7, 7]) == [0.0, 0.0, 0.0]  # ties: nothing to rank
+    assert kimi_length_lambdas([]) == []
+
+
+def test_group_length_reward_two_groups():
+    # group a: lengths 10, 20, 30 (right, right, wrong); group b: 40, 60 (wrong, wrong)
+    res = group_length_reward(
+        ["x"] * 5, _f([10, 20, 30, 40, 60]), [True, True, False, False, False], ["a", "a", "a", "b", "b"]
+    )
+    assert [r.score for r in res] == pytest.approx([0.5, 0.0, -0.5, 0.0, -0.5])
+    # a group with no correct answer: the short one is not paid, the long one loses
+    assert all(r.correct is None for r in res)
+    assert res[0].info == {"length": 10, "lambda": 0.5, "active": True}
+
+
+def test_group_length_reward_ties_and_wrong_short():
+    res = group_length_reward(["x"] * 3, _f([5, 5, 5]), [True, False, True], [0, 0, 0])
+    assert [r.score for r in res] == [0.0, 0.0, 0.0]
+    res = group_length_reward(["x"] * 2, _f([5, 9]), [False, True], [0, 0])
+    assert [r.score for r in res] == pytest.approx([0.0, -0.5])  # wrong+short: min(0, 0.5) = 0
+
+
+def test_group_length_reward_warmup_by_step_and_accuracy():
+    lengths, correct, groups = [10, 30], [True, True], [0, 0]
+    off = group_length_reward(["x"] * 2, _f(lengths, step=3), correct, groups, warmup_steps=3)
+    assert [r.score for r in off] == [0.0, 0.0] and off[0].info["active"] is False
+    on = group_length_reward(["x"] * 2, _f(lengths, step=4), correct, groups, warmup_steps=3)
+    assert [r.score for r in on] == pytest.approx([0.5, -0.5])
+    # accuracy gate: batch accuracy 0.5 < 0.6 -> off; 0.5 >= 0.5 -> on
+    half = [True, False]
+    assert [r.score for r in group_length_reward(["x"] * 2, _f(lengths), half, groups, min_accuracy=0.6)] == [
+        0.0,
+        0.0,
+    ]
+    assert [
+        r.score for r in group_length_reward(["x"] * 2, _f(lengths), half, groups, min_accuracy=0.5)
+    ] == pytest.approx([0.5, -0.5])
+
+
+def test_token_cost_only_on_correct():
+    res = token_cost(["x"] * 3, _f([100, 200, 300]), [True, False, True], [0, 0, 0], cost_per_token=0.001)
+    assert [r.score for r in res] == pytest.approx([-0.1, 0.0, -0.3])
+    res = token_cost(["x"] * 2, _f([100, 200], step=1), [True, True], [0, 0], warmup_steps=1)
+    assert [r.score for r in res] == [0.0, 0.0]
+    with pytest.raises(ValueError):
+        token_cost(["x"], _f([1]), [True], [0], cost_per_token=-1)
+
+
+def test_budget_reward_hand_computed():
+    fields = _f([50, 100, 120, 150, 200, 80], budget=100)
+    fields.append({"completion_tokens": 10})  # no budget: does not apply
+    correct = [True, True, True, True, True, False, True]
+    res = budget_reward(["x"] * 7, fields, correct, list(range(7)), decay=0.5)
+    # over by 20 of a 50-token decay window -> 0.6; over by 50 -> 0; wrong -> 0
+    assert [r.score for r in res[:6]] == pytest.approx([1.0, 1.0, 0.6, 0.0, 0.0, 0.0])
+    assert res[6] is None
+    assert res[2].info == {"length": 120, "budget": 100, "within": False}
+
+
+def test_batch_level_checkers_through_the_runner():
+    """The runner calls batch-level checkers with the per-sample correctness and the groups."""
+    from rewards.runner import Scorer
+
+    comps = [r"\boxed{4}", r"\boxed{4} because 2 + 2 = 4 surely", r"\boxed{5}", r"\boxed{4}"]
+    fields = [
+        {"answer": "4", "completion_tokens": 10, "step": 5},
+        {"answer": "4", "completion_tokens": 30, "step": 5},
+        {"answer": "4", "completion_tokens": 20, "step": 5},
+        {"answer": "4", "completion_tokens": 8, "step": 5, "budget": 6},
+    ]
+    specs = [
+        ("math_answer", 1.0),
+        ("group_length_reward", 0.5, {"warmup_steps": 2}),
+        ("token_cost", 1.0, {"cost_per_token": 0.01}),
+        ("budget_reward", 1.0, {"decay": 1.0}),
+    ]
+    with Scorer(specs, workers=0) as scorer:
+        batch = scorer.score(comps, fields, groups=[0, 0, 0, 1])
+    assert batch.correct == [True, True, False, True]
+    # group 0: lengths 10, 30, 20 -> lambda 0.5, -0.5, 0; sample 2 is wrong -> min(0, 0) = 0
+    assert batch.scores["group_length_reward"] == pytest.approx([0.5, -0.5, 0.0, 0.0])
+    assert batch.scores["token_cost"] == pytest.approx([-0.1, -0.3, 0.0, -0.08])
+    # only the last sample has a budget: 8 tokens for 6, decay window 6 -> 1 - 2/6
+    assert batch.scores["budget_reward"][:3] == [None, None, None]
+    assert batch.scores["budget_reward"][3] == pytest.approx(1 - 2 / 6)
+    assert batch.total == pytest.approx([1 + 0.25 - 0.1, 1 - 0.25 - 0.3, 0.0, 1 - 0.08 + 1 - 2 / 6])
+    assert batch.errors["group_length_reward"] == 0
+
+
+def test_batch_level_checker_error_is_counted_not_raised():
+    from rewards.runner import Scorer
+
+    def broken(completions, fields_list, correct, groups):
+        raise RuntimeError("boom")
+
+    broken.batch_level = True
+    with Scorer([("math_answer", 1.0), (broken, 1.0)], workers=1) as scorer:
+        batch = scorer.score([r"\boxed{1}", r"\boxed{2}"], [{"answer": "1"}, {"answer": "1"}])
+    assert batch.errors["broken"] == 2
+    assert batch.scores["broken"] == [0.0, 0.0]
+    assert batch.total == [1.0, 0.0]
+
+
+def test_batch_level_params_are_checked_against_the_signature():
+    with pytest.raises(ValueError, match="did you mean 'warmup_steps'"):
+        rewards.check_params(rewards.resolve("group_length_reward"), {"warmup_step": 1}, "glr")
+    rewards.check_params(rewards.resolve("token_cost"), {"cost_per_token": 0.01, "min_accuracy": 0.2})
+
+    def too_few(completions, fields_list):
+        return [0.0] * len(completions)
+
+    too_few.batch_level = True
+    with pytest.raises(ValueError, match="completions, fields_list, correct, groups"):
+        rewards.check_params(too_few, {})

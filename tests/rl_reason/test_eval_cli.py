@@ -65,7 +65,18 @@ def test_eval_writes_metrics_and_samples(math_file, tmp_path, capsys):
     assert sorted(r["sample"] for r in rows if r["prompt_id"] == "0") == [0, 1, 2]
     assert {r["gold"] for r in rows} == {"5", "8", "2"}
     first = rows[0]
-    assert set(first) == {"prompt_id", "sample", "completion", "extracted", "gold", "correct", "tokens"}
+    assert set(first) == {
+        "prompt_id",
+        "sample",
+        "completion",
+        "extracted",
+        "gold",
+        "correct",
+        "tokens",
+        "reward",
+        "seconds",
+        "budget",
+    }
     assert "pass@3" in capsys.readouterr().out
 
 
@@ -89,8 +100,17 @@ def test_compare_same_seeds_gives_zero_deltas(math_file, zero_adapter, tmp_path,
     )
     report = json.loads((out / "eval.json").read_text())
     assert set(report["runs"]) == {"base", "adapter"}
-    assert set(report["delta"]) >= {"accuracy", "pass@1", "pass@2", "tokens_mean", "extract_fail_rate"}
-    assert all(v == 0.0 for v in report["delta"].values())
+    assert set(report["delta"]) >= {
+        "accuracy",
+        "pass@1",
+        "pass@2",
+        "reward_mean",
+        "tokens_mean",
+        "extract_fail_rate",
+    }
+    # wall-clock seconds differ between two passes; every other delta is exactly 0
+    assert all(v == 0.0 for k, v in report["delta"].items() if not k.startswith("seconds_")), report["delta"]
+    assert {"seconds_per_answer_p50", "accuracy_per_1k_tokens"} <= set(report["delta"])
     rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     base = [r["completion"] for r in rows if r["variant"] == "base"]
     adapter = [r["completion"] for r in rows if r["variant"] == "adapter"]
@@ -109,6 +129,8 @@ def test_compare_same_seeds_gives_zero_deltas(math_file, zero_adapter, tmp_path,
         (["--data", "gsm8k", "--compare"], "--compare needs --adapter"),
         (["--data", "gsm8k", "--adapter", "no/such/dir"], "no such directory"),
         (["--data", "gsm8k", "--prompt-template", "no slot"], "{prompt}"),
+        # policy.load_saved_policy's checks, named by the eval flags
+        (["--data", "arith", "--device", "cpu", "--dtype", "float16"], "--dtype float16 is not supported"),
     ],
 )
 def test_bad_inputs_exit_2_with_one_line(argv, needle, tmp_path, monkeypatch, capsys):

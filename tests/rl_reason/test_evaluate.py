@@ -83,7 +83,73 @@ def test_compare_and_flat_metrics():
         "accuracy",
         "pass@1",
         "pass@2",
+        "reward_mean",
         "tokens_mean",
         "tokens_median",
         "extract_fail_rate",
+        "tokens_per_correct",
+        "accuracy_per_1k_tokens",
+        "seconds_per_answer_p50",
+        "seconds_per_answer_p95",
     ]
+
+
+def test_reward_mean_is_the_mean_total():
+    from rl_reason.evaluate import SampleResult, summarize
+
+    rows = [SampleResult("a", i, "", "1", "1", i == 0, 3, reward=r) for i, r in enumerate((1.0, 0.5, -0.3))]
+    assert summarize(rows, [1], 1.0)["reward_mean"] == pytest.approx(1.2 / 3)
+
+
+def test_eval_cli_and_training_share_one_evaluation_path(tmp_path, monkeypatch):
+    """``rl-reason eval`` and the trainer's eval.every go through the same generate_and_grade
+    and summarize, and the trainer logs eval.json's names under ``eval/``."""
+    from rl_reason import evaluate
+    from rl_reason.cli import main
+
+    from .conftest import TINY
+
+    calls = {"generate_and_grade": [], "summarize": 0}
+    real_gag, real_summarize = evaluate.generate_and_grade, evaluate.summarize
+
+    def gag_spy(*args, **kwargs):
+        calls["generate_and_grade"].append(kwargs.get("seed"))
+        return real_gag(*args, **kwargs)
+
+    def summarize_spy(*args, **kwargs):
+        calls["summarize"] += 1
+        return real_summarize(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "generate_and_grade", gag_spy)
+    monkeypatch.setattr(evaluate, "summarize", summarize_spy)
+
+    run = tmp_path / "run"
+    assert (
+        main(
+            ["train", str(TINY), "--run-dir", str(run), "train.steps=2", "eval.every=1", "logging.plot=false"]
+        )
+        == 0
+    )
+    # before training, after step 1, at the end (step 2): three evaluations, unseeded
+    assert calls == {"generate_and_grade": [None, None, None], "summarize": 3}
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    logged = {k for r in rows for k in r if k.startswith("eval/")}
+    assert logged == set(evaluate.TRAINING_METRICS)
+    assert [r["step"] for r in rows if "eval/accuracy" in r] == [0, 1, 2]
+    # the random model is never right: no tokens per correct answer (null), not a made-up 0
+    assert all(r["eval/tokens_per_correct"] is None for r in rows if "eval/n" in r)
+
+    out = tmp_path / "eval"
+    held = tmp_path / "held.jsonl"
+    held.write_text(
+        "".join(json.dumps({"question": f"{i} + 1 = ?", "answer": str(i + 1)}) + "\n" for i in range(3))
+    )
+    argv = ["eval", "--model", "tiny-random", "--data", str(held), "--max-new-tokens", "4", "--out", str(out)]
+    assert main(argv) == 0
+    assert calls["generate_and_grade"][3:] == [0] and calls["summarize"] == 4  # the CLI seeds its pass
+    report = json.loads((out / "eval.json").read_text())
+    names = {k[len("eval/") :] for k in evaluate.TRAINING_METRICS if k not in evaluate.LEGACY_ALIASES}
+    assert names == set(evaluate.TRAINING_KEYS) and names <= set(report)
+    last = rows[-1]
+    for alias, key in evaluate.LEGACY_ALIASES.items():
+        assert last[alias] == last[f"eval/{key}"]

@@ -27,7 +27,7 @@ SCRIPT = "<script>alert(1)</script>"
 MATH_ERRORS = [1, 0, 2, 0]  # summed: 3
 MATH_TIMEOUTS = [0, 1, 0, 1]  # summed: 2
 FMT_ERRORS = [0, 0, 0, 5]  # summed: 5
-ALL_CHARTS = ["reward", "accuracy", "length", "kl", "entropy", "clip_frac", "eval", "timings"]
+ALL_CHARTS = ["reward", "accuracy", "length", "speed_path", "kl", "entropy", "clip_frac", "eval", "timings"]
 
 
 def _metrics(with_kl: bool = True, extra: dict | None = None) -> list[dict]:
@@ -153,7 +153,7 @@ def test_report_sections_header_and_charts(full_report):
     # every chart embedded once as a PNG data URI, and written beside the page byte for byte
     imgs = _imgs(page)
     assert len(imgs) == len(ALL_CHARTS) and result.charts == ALL_CHARTS and result.skipped == []
-    assert 'data-charts-expected="8"' in page
+    assert 'data-charts-expected="9"' in page
     assert sorted(p.name for p in (run / "report").iterdir()) == sorted(f"{c}.png" for c in ALL_CHARTS)
     for slug, b64 in zip(ALL_CHARTS, imgs):
         data = base64.b64decode(b64)
@@ -228,7 +228,7 @@ def test_ppo_critic_chart_and_custom_out(tmp_path):
 def test_cli_writes_report(tmp_path, capsys):
     run = _make_run(tmp_path / "cli")
     assert main(["report", str(run), "--samples-per-step", "1", "--steps-sampled", "2"]) == 0
-    assert f"report: {run / 'report.html'} (8 charts" in capsys.readouterr().out
+    assert f"report: {run / 'report.html'} (9 charts" in capsys.readouterr().out
     page = (run / "report.html").read_text()
     assert re.findall(r'<h3 id="samples-step-(\d+)">', page) == ["1", "4"]
 
@@ -290,7 +290,37 @@ def test_report_renders_in_headless_chromium(full_report, tmp_path):
     dom = out.stdout
     body = re.search(r"<body[^>]*>", dom).group(0)
     # the page's own script counted the images the browser decoded (naturalWidth > 0)
-    assert 'data-charts-expected="8"' in body
-    assert 'data-charts-loaded="8"' in body, body
+    assert 'data-charts-expected="9"' in body
+    assert 'data-charts-loaded="9"' in body, body
     assert dom.count("<script") == 1  # the completion's <script> stayed text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+
+
+def test_speed_path_and_budget_curve(tmp_path):
+    """Accuracy against mean length over training, and an eval's accuracy-vs-budget curve."""
+    run = _make_run(tmp_path / "speed")
+    ev = run / "evals" / "sweep"
+    ev.mkdir(parents=True)
+    rows = [{"budget": b, "variant": "adapter", "accuracy": a} for b, a in ((16, 0.2), (32, 0.5), (64, 0.7))]
+    (ev / "eval.json").write_text(json.dumps({"accuracy": 0.7, "budgets": rows}))
+    result = build_report(run)
+    assert result.charts[-1] == "budgets" and "speed_path" in result.charts
+    png = (run / "report" / "budgets.png").read_bytes()
+    assert png.startswith(b"\x89PNG")
+    assert "accuracy against token budget" in (run / "report.html").read_text()
+    # an eval without budgets adds no curve, and the earlier PNG is removed
+    (ev / "eval.json").write_text(json.dumps({"accuracy": 0.7}))
+    assert "budgets" not in build_report(run).charts
+    assert not (run / "report" / "budgets.png").exists()
+
+
+def test_speed_path_reads_new_and_old_eval_length_names():
+    from rl_reason.report import Metrics, _chart_speed_path
+
+    chart = _chart_speed_path(Metrics([{"step": 1, "accuracy": 0.5}]))
+    assert chart.png is None and "skipped" in chart.note
+    chart = _chart_speed_path(Metrics([{"step": 1, "accuracy": 0.5, "completion/len_mean": 20.0}]))
+    assert chart.png is not None
+    for key in ("eval/tokens_mean", "eval/len_mean"):
+        chart = _chart_speed_path(Metrics([{"step": 0, "eval/accuracy": 0.25, key: 9.0}]))
+        assert chart.png is not None, key

@@ -6,6 +6,8 @@ import torch
 
 from rl_reason.batching import TrainBatch, collate
 from rl_reason.cli import main
+from rl_reason.config import CheckerConfig, load_config
+from rl_reason.trainer import Trainer
 
 from .conftest import TINY
 
@@ -131,3 +133,70 @@ def test_collate_left_pads_prompts_right_pads_completions():
     assert t.attention_mask.tolist() == [[0, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]]
     assert t.mask.tolist() == [[1, 1, 1], [1, 0, 0]]
     assert t.completion_len == 3
+
+
+# --------------------------------------------------------------------------- answer-speed rewards (issue 21)
+BATCH_SEEN: list[dict] = []
+
+
+def batch_spy(completions, fields_list, correct, groups):
+    BATCH_SEEN.append(
+        {
+            "n": len(completions),
+            "groups": list(groups),
+            "fields": [dict(f) for f in fields_list],
+            "correct": list(correct),
+        }
+    )
+    return [0.0] * len(completions)
+
+
+batch_spy.batch_level = True
+
+
+def test_trainer_passes_step_groups_and_budget(tmp_path):
+    BATCH_SEEN.clear()
+    cfg = load_config(
+        TINY,
+        [
+            "train.steps=2",
+            "eval.at_start=false",
+            "eval.at_end=false",
+            "logging.plot=false",
+            "checkpoint.every=0",
+        ],
+    )
+    cfg.data.budget = [[5, 9]]
+    cfg.rewards.checkers.append(CheckerConfig(name=f"{__name__}:batch_spy", weight=1.0))
+    cfg.rewards.checkers.append(
+        CheckerConfig(name="group_length_reward", weight=0.5, params={"warmup_steps": 1})
+    )
+    Trainer(cfg, tmp_path / "run").run()
+    assert len(BATCH_SEEN) == 2
+    p, g = cfg.rollout.prompts_per_step, cfg.rollout.num_generations
+    for step, batch in enumerate(BATCH_SEEN, start=1):
+        assert batch["n"] == p * g
+        # a group is one prompt's samples: g equal ids for each of the p prompts
+        assert sorted(batch["groups"].count(x) for x in set(batch["groups"])) == [g] * p
+        assert all(f["step"] == step for f in batch["fields"])
+        assert all(5 <= f["budget"] <= 9 and f["completion_tokens"] >= 0 for f in batch["fields"])
+        assert all(c is False for c in batch["correct"])  # the random model never answers right
+    # the warm-up: step 1 pays nothing; step 2 can (all wrong: only longer answers lose)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    by_step = {r["step"]: r for r in rows}
+    assert by_step[1]["reward/group_length_reward/mean"] == 0.0
+    assert by_step[2]["reward/group_length_reward/mean"] <= 0.0
+    # recompute step 2's scores from rollouts.jsonl: Kimi lambda per group, min(0, lambda) when wrong
+    from rewards.shaping import kimi_length_lambdas
+
+    logged = [json.loads(line) for line in (tmp_path / "run" / "rollouts.jsonl").read_text().splitlines()]
+    step2 = [r for r in logged if r["step"] == 2]
+    assert len(step2) == p * g
+    groups: dict = {}
+    for r in step2:
+        groups.setdefault(r["prompt_id"], []).append(r)
+    for rows_ in groups.values():
+        lams = kimi_length_lambdas([r["tokens"] for r in rows_])
+        for r, lam in zip(rows_, lams):
+            assert abs(r["rewards"]["group_length_reward"] - min(0.0, lam)) < 1e-9
+    assert any(r["rewards"]["group_length_reward"] < 0 for r in step2)
