@@ -577,6 +577,16 @@ class TrainConfig(Section):
         "more than `rewards.max_error_frac` of a step) before the run checkpoints and stops.",
         gt=0,
     )
+    packing: Union[bool, Literal["auto"]] = setting(
+        "auto",
+        doc="Pack each update micro-batch into one row with no padding, attention kept within "
+        "each sequence (transformers' packed-sequence path; a block mask where the model lacks "
+        "it). With `share_prompt` each distinct prompt is packed once before its completions, "
+        "which also works under DDP and gradient checkpointing. `auto`: on where the model "
+        "builds its masks with transformers' masking utilities (sdpa, eager or flash "
+        "attention); `micro_batch_tokens` then counts packed tokens. See "
+        "[PACKING.md](PACKING.md).",
+    )
 
 
 @dataclass

@@ -39,6 +39,7 @@ class Learner:
     critic_optimizer: Optional[torch.optim.Optimizer] = None
     critic_scheduler: Any = None
     share_prompt: bool = False
+    packing: Optional[str] = None  # rl_reason.packing layout of the micro-batches; None: padded
 
     @property
     def spec(self):
@@ -75,6 +76,10 @@ def advance(scheduler) -> None:
 def logprobs(lr: Learner, model, t: MicroBatch, with_entropy: bool = False):
     """Completion log-probs of a micro-batch, sharing each prompt when it can."""
     temp = lr.cfg.rollout.temperature
+    if t.packed is not None:
+        from rl_reason import packing
+
+        return packing.completion_logprobs(model, t.packed, temp, with_entropy)
     if lr.share_prompt and len(t.prompt_ids) < len(t.input_ids):
         return lr.policy.completion_logprobs_shared_prompt(
             model,
@@ -310,6 +315,7 @@ def update(lr: Learner, rollouts, advantages: torch.Tensor, keep: torch.Tensor, 
     advantages are built here. Returns the metrics and, for per-token algorithms, each
     sequence's mean advantage (for rollouts.jsonl).
     """
+    budget = lr.cfg.train.micro_batch_tokens
     cfg, dist, spec, alg = lr.cfg, lr.dist, lr.spec, lr.cfg.algorithm
     if dist.sum([int(keep.sum())])[0] == 0:  # nothing to learn from this step
         advance(lr.scheduler)
@@ -317,7 +323,7 @@ def update(lr: Learner, rollouts, advantages: torch.Tensor, keep: torch.Tensor, 
             advance(lr.critic_scheduler)
         return {"policy/skipped": 1.0}, None
     batch = train_batch(rollouts, advantages, keep, mask_truncated=alg.mask_truncated)
-    mbs = micro_batches(batch, cfg.train.micro_batch_tokens, lr.policy.tokenizer.pad_token_id, dist)
+    mbs = micro_batches(batch, budget, lr.policy.tokenizer.pad_token_id, dist, lr.packing)
     counts = global_counts(mbs, batch.loss_masks, dist)
     frozen = frozen_pass(lr, mbs, need_old=alg.epochs > 1 or kl_in_reward(alg), need_ref=alg.kl_coef > 0)
     out: dict[str, float] = {}
