@@ -40,6 +40,7 @@ class Learner:
     critic_scheduler: Any = None
     share_prompt: bool = False
     packing: Optional[str] = None  # rl_reason.packing layout of the micro-batches; None: padded
+    micro_batch_tokens: Optional[int] = None  # halved after an out-of-memory (rl_reason.oom)
 
     @property
     def spec(self):
@@ -313,9 +314,19 @@ def update(lr: Learner, rollouts, advantages: torch.Tensor, keep: torch.Tensor, 
 
     ``advantages`` are per-sequence advantages, or the rewards for per-token algorithms, whose
     advantages are built here. Returns the metrics and, for per-token algorithms, each
-    sequence's mean advantage (for rollouts.jsonl).
+    sequence's mean advantage (for rollouts.jsonl). Out of memory, the step runs again once
+    with half the micro-batch (rl_reason.oom).
     """
-    budget = lr.cfg.train.micro_batch_tokens
+    from rl_reason import oom
+
+    budget = lr.micro_batch_tokens or lr.cfg.train.micro_batch_tokens
+    return oom.with_backoff(lr, lambda b: update_with_budget(lr, rollouts, advantages, keep, step, b), budget)
+
+
+def update_with_budget(
+    lr: Learner, rollouts, advantages: torch.Tensor, keep: torch.Tensor, step: int, budget: int
+):
+    """``update`` with micro-batches of ``budget`` tokens."""
     cfg, dist, spec, alg = lr.cfg, lr.dist, lr.spec, lr.cfg.algorithm
     if dist.sum([int(keep.sum())])[0] == 0:  # nothing to learn from this step
         advance(lr.scheduler)
