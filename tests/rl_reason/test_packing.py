@@ -148,3 +148,29 @@ def test_one_update_step_packed_equals_padded(tmp_path, model_name, share):
     for x, y in zip(w_pad, w_pack):
         assert float((x - y).abs().max()) < 1e-5
     assert s_pad["policy/entropy"] == pytest.approx(s_pack["policy/entropy"], rel=1e-5)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("how", [packing.FLAT, packing.TREE])
+def test_packed_equals_padded_on_cuda(tiny_cfg, how):
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from rl_reason.policy import load_policy
+
+    cfg = tiny_cfg("model.device=cuda")
+    p = load_policy(cfg.model, cfg.lora, seed=0)
+    with torch.no_grad():
+        for prm in p.trainable_parameters():
+            prm.normal_(0, 0.05)
+    b = _batch()
+    idx = list(range(len(ROWS)))
+    mb = collate(b, idx, p.tokenizer.pad_token_id, "cuda")
+    packed = packing.pack(b.prompt_ids, b.completion_ids, idx, how, "cuda")
+    a, _ = p.completion_logprobs(p.model, mb.input_ids, mb.attention_mask, mb.completion_len)
+    c, _ = packing.completion_logprobs(p.model, packed)
+    m = mb.mask
+    assert ((a - c).abs() * m).max() < 1e-4  # TF32 / kernel choice on the GPU
+    params = p.trainable_parameters()
+    ga = torch.autograd.grad((a * m).sum(), params)
+    gc = torch.autograd.grad((c * m).sum(), params)
+    assert max((x - y).abs().max().item() for x, y in zip(ga, gc)) < 1e-3
