@@ -564,7 +564,9 @@ class TrainConfig(Section):
         doc="Run each distinct prompt of a micro-batch through the model once and the group's "
         "completions on its cached keys/values, instead of once per completion (same result up "
         "to float rounding; roughly halves the update when prompts are as long as answers). "
-        "Used with one process and no gradient checkpointing; otherwise the plain path runs.",
+        "With `packing` on, each prompt is packed once before its completions instead "
+        "(any number of processes, gradient checkpointing allowed); with `packing: false`, "
+        "used with one process and no gradient checkpointing, otherwise the plain path runs.",
     )
     fsdp: bool = setting(
         False,

@@ -15,7 +15,8 @@ tokens, and attention cannot cross from one sequence into another. Two layouts:
   prompt and their own earlier tokens, never a sibling; their position ids continue from the
   prompt's length. This is prompt sharing in one forward (no key/value cache), so unlike the
   padded ``share_prompt`` path it also runs under DDP and with gradient checkpointing. It needs
-  a 4D mask, which flash-attention cannot take: there the flat layout runs.
+  a 4D mask, which flash-attention cannot take, and one mask cannot also be a sliding window:
+  there the flat layout runs.
 
 Logits are computed only at the positions that predict a completion token (``logits_to_keep``
 given as an index tensor), and the log-probs are scattered back into the micro-batch's (B, C)
@@ -92,9 +93,21 @@ def layout(mode, share_prompt: bool, model: torch.nn.Module) -> Optional[str]:
         model_builds_packed_masks(model) and (impl in _MASKED_IMPLS or impl.startswith("flash"))
     ):
         return None
-    if share_prompt and impl in _MASKED_IMPLS:
+    if share_prompt and impl in _MASKED_IMPLS and not has_sliding_window(model):
         return TREE
     return FLAT
+
+
+def has_sliding_window(model: torch.nn.Module) -> bool:
+    """Whether some layer attends through a sliding window (Gemma 3, Mistral, ...): the tree
+    layout's one 4D mask would reach every layer as full attention, so such models get the
+    flat layout, where transformers builds each layer type's packed mask itself."""
+    model = model.module if hasattr(model, "module") else model
+    cfg = getattr(model, "config", None)
+    types = getattr(cfg, "layer_types", None)
+    if types:
+        return any("sliding" in str(t) for t in types)
+    return bool(getattr(cfg, "sliding_window", None)) and bool(getattr(cfg, "use_sliding_window", True))
 
 
 # --------------------------------------------------------------------------- splitting

@@ -115,6 +115,10 @@ def test_auto_packs_the_tiny_model_and_false_never_does(policy):
     assert packing.layout("auto", True, policy.model) == packing.TREE
     assert packing.layout("auto", False, policy.model) == packing.FLAT
     assert packing.layout(False, True, policy.model) is None
+    policy.model.config.layer_types = ["sliding_attention", "full_attention"]  # Gemma-3-like
+    assert packing.layout("auto", True, policy.model) == packing.FLAT
+    policy.model.config.layer_types = ["full_attention", "full_attention"]
+    assert packing.layout("auto", True, policy.model) == packing.TREE
     policy.model.config._attn_implementation = "flash_attention_2"  # no 4D mask: flat layout
     assert packing.layout(True, True, policy.model) == packing.FLAT
 
