@@ -8,7 +8,8 @@ process so peak RSS is its own. TRL runs twice: with its default batching for 8x
 with its best settings for this case.
 
     .venv/bin/python bench/vs_trl.py --steps 5
-Last line: vs_trl: ours_s_per_step=<x> trl_s_per_step=<y> ratio=<x/y>   (y: the faster TRL run)
+Last line: vs_trl: ours_s_per_step=<x> trl_s_per_step=<y> ratio=<x/y> rss_ratio=<r>
+(y: the faster TRL run; r: our peak RSS / TRL default's peak RSS, when trl_default ran)
 """
 
 from __future__ import annotations
@@ -63,13 +64,15 @@ def load_cfg(steps: int):
 # --------------------------------------------------------------------------- children
 
 
-def child_ours(steps: int, out: Path) -> dict:
+def child_ours(steps: int, out: Path, extra: list[str]) -> dict:
     import torch
 
+    from rl_reason.config import load_config
+    from rl_reason.demo import DEMO_RECIPE
     from rl_reason.trainer import Trainer
 
     torch.set_num_threads(os.cpu_count() or 2)
-    cfg = load_cfg(steps)
+    cfg = load_config(DEMO_RECIPE, overrides(steps) + extra)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp) / "run")
         trainer.run()
@@ -171,11 +174,12 @@ def child_trl(steps: int, out: Path, best: bool) -> dict:
 # --------------------------------------------------------------------------- parent
 
 
-def run_child(kind: str, steps: int) -> dict:
+def run_child(kind: str, steps: int, extra: list[str] = ()) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
+        sets = [x for kv in extra for x in ("--ours-set", kv)]
         proc = subprocess.Popen(
-            [sys.executable, __file__, "--child", kind, "--steps", str(steps), "--out", str(out)],
+            [sys.executable, __file__, "--child", kind, "--steps", str(steps), "--out", str(out), *sets],
             env=dict(os.environ, PYTHONPATH=str(ROOT), TOKENIZERS_PARALLELISM="false"),
         )
         _, status, usage = os.wait4(proc.pid, 0)
@@ -195,11 +199,18 @@ def main() -> None:
     p.add_argument("--out")
     p.add_argument("--skip-trl-default", action="store_true")
     p.add_argument("--only", help="comma-separated subset of ours,trl_best,trl_default")
+    p.add_argument(
+        "--ours-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a recipe override for our run only (e.g. train.packing=false); repeatable",
+    )
     a = p.parse_args()
     if a.child:
         out = Path(a.out)
         if a.child == "ours":
-            res = child_ours(a.steps, out.parent)
+            res = child_ours(a.steps, out.parent, a.ours_set)
         else:
             res = child_trl(a.steps, out.parent, best=(a.child == "trl_best"))
         out.write_text(json.dumps(res))
@@ -212,7 +223,7 @@ def main() -> None:
     kinds = ["ours", "trl_best"] + ([] if a.skip_trl_default else ["trl_default"])
     if a.only:
         kinds = [k.strip() for k in a.only.split(",") if k.strip()]
-    results = {k: run_child(k, a.steps) for k in kinds}
+    results = {k: run_child(k, a.steps, a.ours_set if k == "ours" else ()) for k in kinds}
     print(f"{'run':<12} {'s/step':>8} {'peak RSS MB':>12}  reward per step")
     for k, r in results.items():
         rewards_s = " ".join(f"{x:.2f}" for x in r["reward"])
@@ -222,7 +233,10 @@ def main() -> None:
         # against the faster TRL run: on this CPU TRL's default batching (micro-batches of 8)
         # measured faster than one 64-sequence pass, so "trl_best" is not always TRL's best
         ours, trl = results["ours"]["s_per_step"], min(trl_runs)
-        print(f"vs_trl: ours_s_per_step={ours:.2f} trl_s_per_step={trl:.2f} ratio={ours / trl:.3f}")
+        line = f"vs_trl: ours_s_per_step={ours:.2f} trl_s_per_step={trl:.2f} ratio={ours / trl:.3f}"
+        if "trl_default" in results:  # memory against TRL's default micro-batches of 8
+            line += f" rss_ratio={results['ours']['peak_rss_mb'] / results['trl_default']['peak_rss_mb']:.3f}"
+        print(line)
 
 
 if __name__ == "__main__":

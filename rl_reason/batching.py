@@ -5,7 +5,7 @@ token budget into collated MicroBatches (rows of [left-padded prompt | right-pad
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 
@@ -51,6 +51,7 @@ class MicroBatch:
     completion_ids: torch.Tensor
     completion_mask: torch.Tensor
     padding: bool = False  # an empty micro-batch that only keeps ranks in step
+    packed: Optional[Any] = None  # rl_reason.packing.Packed: the same rows as one packed row
 
     def without_loss(self) -> "MicroBatch":
         """A copy that adds nothing to any loss or metric (sharded runs pad ranks with fewer
@@ -163,11 +164,26 @@ def _distinct_prompts(input_ids: torch.Tensor, attention: torch.Tensor, P: int, 
     }
 
 
-def micro_batches(batch: TrainBatch, budget: int, pad_id: int, dist) -> list[MicroBatch]:
+def micro_batches(
+    batch: TrainBatch, budget: int, pad_id: int, dist, layout: Optional[str] = None
+) -> list[MicroBatch]:
     """The batch cut to the token budget; under a sharded base every rank gets as many micro-
-    batches as the rank with the most (each forward is a collective), padded with empty rows."""
-    split = token_budget_batches(batch.lengths(), budget)
-    mbs = [collate(batch, mb, pad_id, dist.device) for mb in split]
+    batches as the rank with the most (each forward is a collective), padded with empty rows.
+    With a packing ``layout`` (rl_reason.packing) the budget counts packed tokens."""
+    if layout is None:
+        split = token_budget_batches(batch.lengths(), budget)
+        mbs = [collate(batch, mb, pad_id, dist.device) for mb in split]
+    else:
+        from rl_reason import packing
+
+        split = packing.split(batch.prompt_ids, batch.completion_ids, budget, layout == packing.TREE)
+        mbs = [
+            dataclasses.replace(
+                collate(batch, mb, pad_id, dist.device),
+                packed=packing.pack(batch.prompt_ids, batch.completion_ids, mb, layout, dist.device),
+            )
+            for mb in split
+        ]
     if dist.sharded:
         missing = int(dist.max(len(mbs))) - len(mbs)
         if missing:

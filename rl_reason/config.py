@@ -615,9 +615,12 @@ class TrainConfig(Section):
     warmup_steps: int = setting(0, doc="Linear warm-up steps.", ge=0)
     lr_schedule: LRSchedule = setting("constant", doc="`constant`, `linear` or `cosine` decay after warm-up.")
     micro_batch_tokens: int = setting(
-        4096,
+        1024,
         doc="Token budget of one forward/backward; a step's sequences are packed into "
-        "micro-batches under it and gradients accumulated.",
+        "micro-batches under it and gradients accumulated. Peak memory of the update grows "
+        "with it; 1024 keeps the CPU demo's peak near TRL's default micro-batches of 8 "
+        "completions at no loss of speed (see [PACKING.md](PACKING.md)). An out-of-memory "
+        "error in the update halves it and runs the step again, once.",
         gt=0,
     )
     share_prompt: bool = setting(
@@ -625,7 +628,9 @@ class TrainConfig(Section):
         doc="Run each distinct prompt of a micro-batch through the model once and the group's "
         "completions on its cached keys/values, instead of once per completion (same result up "
         "to float rounding; roughly halves the update when prompts are as long as answers). "
-        "Used with one process and no gradient checkpointing; otherwise the plain path runs.",
+        "With `packing` on, each prompt is packed once before its completions instead "
+        "(any number of processes, gradient checkpointing allowed); with `packing: false`, "
+        "used with one process and no gradient checkpointing, otherwise the plain path runs.",
     )
     fsdp: bool = setting(
         False,
@@ -640,6 +645,16 @@ class TrainConfig(Section):
         doc="Bad steps in a row (non-finite reward, advantage or gradient; a checker failing on "
         "more than `rewards.max_error_frac` of a step) before the run checkpoints and stops.",
         gt=0,
+    )
+    packing: Union[bool, Literal["auto"]] = setting(
+        "auto",
+        doc="Pack each update micro-batch into one row with no padding, attention kept within "
+        "each sequence (transformers' packed-sequence path; a block mask where the model lacks "
+        "it). With `share_prompt` each distinct prompt is packed once before its completions, "
+        "which also works under DDP and gradient checkpointing. `auto`: on where the model "
+        "builds its masks with transformers' masking utilities (sdpa, eager or flash "
+        "attention); `micro_batch_tokens` then counts packed tokens. See "
+        "[PACKING.md](PACKING.md).",
     )
 
 

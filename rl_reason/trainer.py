@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 import torch
 
-from rl_reason import algorithms, guards, train_state, update
+from rl_reason import algorithms, guards, packing, train_state, update
 from rl_reason.config import RunConfig, config_hash, dump_yaml, to_dict
 from rl_reason.distributed import AccelerateDist
 from rl_reason.errors import ConfigError, RLReasonError, RunDirError
@@ -165,6 +165,7 @@ class Trainer:
             # prefix sharing runs two forwards per backward, which DDP does not allow, and
             # needs the KV cache that gradient checkpointing turns off
             share_prompt=cfg.train.share_prompt and dist.world == 1 and not cfg.model.gradient_checkpointing,
+            packing=packing.layout(cfg.train.packing, cfg.train.share_prompt, self.policy.model),
         )
 
     # ------------------------------------------------------------------ helpers

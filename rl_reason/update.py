@@ -39,6 +39,8 @@ class Learner:
     critic_optimizer: Optional[torch.optim.Optimizer] = None
     critic_scheduler: Any = None
     share_prompt: bool = False
+    packing: Optional[str] = None  # rl_reason.packing layout of the micro-batches; None: padded
+    micro_batch_tokens: Optional[int] = None  # halved after an out-of-memory (rl_reason.oom)
 
     @property
     def spec(self):
@@ -75,6 +77,10 @@ def advance(scheduler) -> None:
 def logprobs(lr: Learner, model, t: MicroBatch, with_entropy: bool = False):
     """Completion log-probs of a micro-batch, sharing each prompt when it can."""
     temp = lr.cfg.rollout.temperature
+    if t.packed is not None:
+        from rl_reason import packing
+
+        return packing.completion_logprobs(model, t.packed, temp, with_entropy)
     if lr.share_prompt and len(t.prompt_ids) < len(t.input_ids):
         return lr.policy.completion_logprobs_shared_prompt(
             model,
@@ -308,8 +314,19 @@ def update(lr: Learner, rollouts, advantages: torch.Tensor, keep: torch.Tensor, 
 
     ``advantages`` are per-sequence advantages, or the rewards for per-token algorithms, whose
     advantages are built here. Returns the metrics and, for per-token algorithms, each
-    sequence's mean advantage (for rollouts.jsonl).
+    sequence's mean advantage (for rollouts.jsonl). Out of memory, the step runs again once
+    with half the micro-batch (rl_reason.oom).
     """
+    from rl_reason import oom
+
+    budget = lr.micro_batch_tokens or lr.cfg.train.micro_batch_tokens
+    return oom.with_backoff(lr, lambda b: update_with_budget(lr, rollouts, advantages, keep, step, b), budget)
+
+
+def update_with_budget(
+    lr: Learner, rollouts, advantages: torch.Tensor, keep: torch.Tensor, step: int, budget: int
+):
+    """``update`` with micro-batches of ``budget`` tokens."""
     cfg, dist, spec, alg = lr.cfg, lr.dist, lr.spec, lr.cfg.algorithm
     if dist.sum([int(keep.sum())])[0] == 0:  # nothing to learn from this step
         advance(lr.scheduler)
@@ -317,7 +334,7 @@ def update(lr: Learner, rollouts, advantages: torch.Tensor, keep: torch.Tensor, 
             advance(lr.critic_scheduler)
         return {"policy/skipped": 1.0}, None
     batch = train_batch(rollouts, advantages, keep, mask_truncated=alg.mask_truncated)
-    mbs = micro_batches(batch, cfg.train.micro_batch_tokens, lr.policy.tokenizer.pad_token_id, dist)
+    mbs = micro_batches(batch, budget, lr.policy.tokenizer.pad_token_id, dist, lr.packing)
     counts = global_counts(mbs, batch.loss_masks, dist)
     frozen = frozen_pass(lr, mbs, need_old=alg.epochs > 1 or kl_in_reward(alg), need_ref=alg.kl_coef > 0)
     out: dict[str, float] = {}
