@@ -440,6 +440,28 @@ class AlgorithmConfig(Section):
         doc="PPO: fold a per-token KL penalty (`kl_coef`) into the reward instead of the loss. "
         "REINFORCE++ always does.",
     )
+    policy_loss: str = setting(
+        "clip",
+        doc="`clip` (PPO's per-token clipped ratio), `gspo` (one length-normalised ratio per "
+        "sequence, clipped per sequence; use small clips, e.g. 3e-4 / 4e-4), `cispo` (the "
+        "clipped IS weight times log-prob, every token keeps its gradient), `sapo` (a soft "
+        "sigmoid gate instead of the clip). Any loss registered in "
+        "`rl_reason/algorithms/losses.py` is accepted. See [MOE.md](MOE.md).",
+    )
+    sapo_tau_pos: float = setting(
+        1.0, doc="SAPO: gate temperature for tokens with a positive advantage.", gt=0
+    )
+    sapo_tau_neg: float = setting(
+        1.05, doc="SAPO: gate temperature for tokens with a negative advantage.", gt=0
+    )
+
+    def validate(self, at: str) -> None:
+        from rl_reason.algorithms.losses import POLICY_LOSSES  # the registered losses are the choices
+
+        if self.policy_loss not in POLICY_LOSSES:
+            raise self.invalid(
+                at, "policy_loss", f"{self.policy_loss!r} is not one of: {', '.join(POLICY_LOSSES)}"
+            )
 
 
 @dataclass

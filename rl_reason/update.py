@@ -221,7 +221,7 @@ class _Sums:
 
 
 def actor_loss(lr: Learner, t: MicroBatch, k: int, frozen: Frozen, counts: Counts, epoch: int, acc: _Sums):
-    """One micro-batch's actor loss (clipped surrogate, optional KL term); its stats into ``acc``."""
+    """One micro-batch's actor loss (the recipe's registered policy loss, optional KL term); its stats into ``acc``."""
     cfg, alg = lr.cfg, lr.cfg.algorithm
     agg, norm_len = loss_aggregation(alg), cfg.rollout.max_new_tokens
     need_ref = alg.kl_coef > 0
@@ -244,6 +244,8 @@ def actor_loss(lr: Learner, t: MicroBatch, k: int, frozen: Frozen, counts: Count
         num_seqs=counts.seqs,
         norm_len=norm_len,
         importance_weights=is_w,
+        kind=alg.policy_loss,
+        params=algorithms.LossParams(alg.clip_low, alg.clip_high, alg.sapo_tau_pos, alg.sapo_tau_neg),
     )
     if need_ref and not kl_in_reward(alg):
         kl = algorithms.kl_estimate(logp, frozen.ref_lp[k], alg.kl_estimator)

@@ -212,3 +212,9 @@ def test_runner_timeout_must_leave_room_for_the_sandbox_timeout():
     explicit = ["rewards.checkers=[{name: code_tests, params: {timeout_s: 1}}]", "rewards.timeout_s=3"]
     check_checkers_resolve(load_config(TINY, explicit))
     check_checkers_resolve(load_config(TINY, code + ["rewards.timeout_s=5", "rewards.workers=0"]))
+
+
+def test_policy_loss_is_a_registered_name():
+    assert load_config(TINY, ["algorithm.policy_loss=gspo"]).algorithm.policy_loss == "gspo"
+    with pytest.raises(ConfigError, match="algorithm.policy_loss.*'ppo2' is not one of: clip, gspo"):
+        load_config(TINY, ["algorithm.policy_loss=ppo2"])
