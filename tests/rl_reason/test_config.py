@@ -133,6 +133,8 @@ def test_schema_metadata_is_the_source_of_choices_bounds_and_resume_rules():
         "lora.r",
         "lora.alpha",
         "lora.target_modules",
+        "lora.experts",
+        "lora.train_router",
         "algorithm.name",
         "data.source",
         "data.config_name",
