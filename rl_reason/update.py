@@ -72,9 +72,12 @@ def advance(scheduler) -> None:
         scheduler.step()
 
 
-def logprobs(lr: Learner, model, t: MicroBatch, with_entropy: bool = False):
+def logprobs(lr: Learner, model, t: MicroBatch, with_entropy: bool = False, measure: bool = False):
     """Completion log-probs of a micro-batch, sharing each prompt when it can."""
     temp = lr.cfg.rollout.temperature
+    routing = getattr(lr.policy, "routing", None)
+    if routing is not None:  # an MoE base: routing replay and its statistics (rl_reason/moe.py)
+        return routing.logprobs(lr.policy, model, t, lr.cfg.algorithm, temp, with_entropy, measure)
     if lr.share_prompt and len(t.prompt_ids) < len(t.input_ids):
         return lr.policy.completion_logprobs_shared_prompt(
             model,
@@ -225,7 +228,8 @@ def actor_loss(lr: Learner, t: MicroBatch, k: int, frozen: Frozen, counts: Count
     cfg, alg = lr.cfg, lr.cfg.algorithm
     agg, norm_len = loss_aggregation(alg), cfg.rollout.max_new_tokens
     need_ref = alg.kl_coef > 0
-    logp, entropy = logprobs(lr, lr.train_model, t, with_entropy=(epoch == 0))
+    # measure=True: MoE routing statistics over every update forward (later epochs see a moved policy)
+    logp, entropy = logprobs(lr, lr.train_model, t, with_entropy=(epoch == 0), measure=True)
     old = frozen.old_lp[k] if frozen.old_lp[k] is not None else logp.detach()
     is_w = None
     if alg.is_cap > 0 and t.sample_logp is not None:
@@ -253,6 +257,9 @@ def actor_loss(lr: Learner, t: MicroBatch, k: int, frozen: Frozen, counts: Count
             kl, t.mask, agg, num_tokens=counts.tokens, num_seqs=counts.seqs, norm_len=norm_len
         )
         loss = loss + alg.kl_coef * kl_loss
+    aux = lr.policy.routing.take_aux() if getattr(lr.policy, "routing", None) is not None else None
+    if aux is not None:  # MoE load balancing, weighted by this micro-batch's share of the tokens
+        loss = loss + alg.router_aux_coef * aux * float(t.valid.sum()) / counts.valid
     if epoch == 0:
         tok = float(t.mask.sum())
         acc.weight += tok
@@ -299,6 +306,8 @@ def actor_step(lr: Learner, mbs: Sequence[MicroBatch], frozen: Frozen, counts: C
         )
         out["rollout/logprob_diff_max"] = acc.diff_max
     out["policy/grad_norm"] = grad_norm
+    if getattr(lr.policy, "routing", None) is not None:
+        out.update(lr.policy.routing.pop_metrics())
     if not math.isfinite(grad_norm):
         out["guard/nonfinite_grad"] = 1.0
     out["policy/micro_batches"] = float(sum(not t.padding for t in mbs))  # padding ones left out

@@ -220,3 +220,13 @@ def test_policy_loss_is_a_registered_name():
     assert load_config(TINY, ["algorithm.policy_loss=gspo"]).algorithm.policy_loss == "gspo"
     with pytest.raises(ConfigError, match="algorithm.policy_loss.*'ppo2' is not one of: clip, gspo"):
         load_config(TINY, ["algorithm.policy_loss=ppo2"])
+
+
+def test_routing_replay_needs_the_hf_engine_and_no_checkpointing():
+    assert load_config(TINY, ["algorithm.routing_replay=true"]).algorithm.routing_replay
+    with pytest.raises(
+        ConfigError, match="rollout.engine=vllm does not report the experts.*use rollout.engine=hf"
+    ):
+        load_config(TINY, ["algorithm.routing_replay=true", "rollout.engine=vllm"])
+    with pytest.raises(ConfigError, match="gradient_checkpointing"):
+        load_config(TINY, ["algorithm.routing_replay=true", "model.gradient_checkpointing=true"])

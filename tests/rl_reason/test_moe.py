@@ -117,3 +117,86 @@ def test_tiny_moe_trains_a_few_steps(tmp_path):
     steps = [r for r in rows if r["step"] > 0]
     assert len(steps) == 2 and all(r["policy/grad_norm"] > 0 for r in steps)
     assert (run / "adapter" / "adapter_config.json").exists()
+
+
+# --------------------------------------------------------------------------- routing replay
+
+
+def _sampled_batch(policy, n_prompts=3, n=2, max_new=6):
+    from rl_reason.batching import collate, train_batch
+    from rl_reason.rollout import SamplingParams
+    from rl_reason.rollout.hf import HFEngine
+
+    tok = policy.tokenizer
+    prompts = [tok.encode(f"{a} + {a + 1} = ") for a in range(n_prompts)]
+    torch.manual_seed(0)
+    rolls = HFEngine(policy, batch_size=4).generate(prompts, n, SamplingParams(max_new_tokens=max_new))
+    b = train_batch(
+        rolls, torch.ones(len(rolls)), torch.ones(len(rolls), dtype=torch.bool), mask_truncated=False
+    )
+    return rolls, collate(b, list(range(len(rolls))), tok.pad_token_id, "cpu")
+
+
+def _used(routing, policy, mb, replay):
+    with torch.no_grad(), routing.forward(mb.routed_experts, mb.attention_mask, replay=replay) as calls:
+        policy.completion_logprobs(policy.model, mb.input_ids, mb.attention_mask, mb.completion_len)
+    B, T = mb.attention_mask.shape
+    return torch.stack([c.used.view(B, T, -1) for c in calls], dim=2)  # (B, T, L, k)
+
+
+def _agreement(used, sampled):
+    has = (sampled >= 0).all(-1)  # (B, T, L): positions the sampler routed
+    same = torch.sort(used, -1).values == torch.sort(sampled.long(), -1).values
+    return float(same.all(-1)[has].float().mean()), int(has.sum())
+
+
+def test_sampler_records_the_experts_of_every_fed_token(moe_policy):
+    rolls, mb = _sampled_batch(moe_policy)
+    for r in rolls:
+        n = len(r.prompt_ids) + len(r.completion_ids)
+        assert r.routed_experts.shape == (n, 2, 2)
+        assert (r.routed_experts[:-1] >= 0).all()  # the last sampled token is never fed
+        assert (r.routed_experts[-1] == moe.NO_EXPERT).all()
+    # the same weights in a full forward route (almost) every token alike: the record is
+    # aligned with the micro-batch layout (a shifted one would agree ~2/8 of the time)
+    agree, n = _agreement(_used(moe_policy.routing, moe_policy, mb, replay=False), mb.routed_experts)
+    assert n > 50 and agree > 0.95, agree
+
+
+def test_replay_makes_the_update_forward_run_the_sampler_s_experts(moe_policy):
+    rolls, mb = _sampled_batch(moe_policy)
+    with torch.no_grad():  # the policy moves after sampling, as an update step does
+        for name, p in moe_policy.model.named_parameters():
+            if p.requires_grad and "lora_B" in name:
+                p.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(len(name)))
+    plain, n = _agreement(_used(moe_policy.routing, moe_policy, mb, replay=False), mb.routed_experts)
+    replayed, _ = _agreement(_used(moe_policy.routing, moe_policy, mb, replay=True), mb.routed_experts)
+    assert plain < 0.95, "the moved policy routes differently without replay"
+    assert replayed == 1.0
+    # the metrics say the same
+    with (
+        torch.no_grad(),
+        moe_policy.routing.forward(mb.routed_experts, mb.attention_mask, replay=True, measure=True),
+    ):
+        moe_policy.completion_logprobs(moe_policy.model, mb.input_ids, mb.attention_mask, mb.completion_len)
+    m = moe_policy.routing.pop_metrics()
+    assert m["moe/routing_agreement"] == 1.0 and m["moe/router_agreement"] < 1.0
+    assert sum(m[f"moe/expert{e}/load"] for e in range(8)) == pytest.approx(1.0)
+    assert 0 < m["moe/layer0/router_entropy"] < torch.log(torch.tensor(8.0))
+    assert 1.0 <= m["moe/layer1/load_max"] <= 8.0
+
+
+def test_replayed_routing_weights_are_the_router_s_probabilities(moe_policy):
+    # replaying the router's own choice changes nothing: same experts, same weights
+    _, mb = _sampled_batch(moe_policy, n_prompts=1)
+    r = moe_policy.routing
+    with torch.no_grad():
+        plain = moe_policy.completion_logprobs(
+            moe_policy.model, mb.input_ids, mb.attention_mask, mb.completion_len
+        )[0]
+        own = _used(r, moe_policy, mb, replay=False).to(torch.int16)
+        with r.forward(own, mb.attention_mask, replay=True):
+            again = moe_policy.completion_logprobs(
+                moe_policy.model, mb.input_ids, mb.attention_mask, mb.completion_len
+            )[0]
+    assert torch.allclose(plain, again, atol=1e-6)
