@@ -104,21 +104,6 @@ def test_lora_targets_of_a_dense_model_are_the_recipe_s(tiny_policy):
     )
 
 
-def test_tiny_moe_trains_a_few_steps(tmp_path):
-    import json
-
-    from rl_reason.cli import main
-
-    run = tmp_path / "moe"
-    args = ["train", str(TINY_MOE), "--run-dir", str(run), "train.steps=2", "eval.at_start=false"]
-    args += ["eval.at_end=false", "logging.plot=false", "checkpoint.every=0"]
-    assert main(args + ["algorithm.drop_uniform_groups=false"]) == 0
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    steps = [r for r in rows if r["step"] > 0]
-    assert len(steps) == 2 and all(r["policy/grad_norm"] > 0 for r in steps)
-    assert (run / "adapter" / "adapter_config.json").exists()
-
-
 # --------------------------------------------------------------------------- routing replay
 
 
@@ -200,3 +185,44 @@ def test_replayed_routing_weights_are_the_router_s_probabilities(moe_policy):
                 moe_policy.model, mb.input_ids, mb.attention_mask, mb.completion_len
             )[0]
     assert torch.allclose(plain, again, atol=1e-6)
+
+
+def test_resume_on_the_tiny_moe_is_bitwise_exact(tmp_path):
+    """The tiny MoE trains (expert LoRA, GSPO, routing replay), and 2 steps in one go ==
+    1 step, then a resume to 2."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from rl_reason.cli import main
+
+    common = [
+        "checkpoint.every=1",
+        "eval.at_start=false",
+        "eval.at_end=false",
+        "logging.plot=false",
+        "rollout.max_new_tokens=8",
+        "algorithm.drop_uniform_groups=false",
+    ]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert main(["train", str(TINY_MOE), "--run-dir", str(whole), "train.steps=2", *common]) == 0
+    assert main(["train", str(TINY_MOE), "--run-dir", str(split), "train.steps=1", *common]) == 0
+    assert main(["resume", str(split), "train.steps=2"]) == 0
+    want = load_file(whole / "adapter" / "adapter_model.safetensors")
+    got = load_file(split / "adapter" / "adapter_model.safetensors")
+    assert want.keys() == got.keys() and any("experts" in k for k in want)
+    for k in want:
+        assert torch.equal(want[k], got[k]), k
+
+    def rows(run):
+        out = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        return [
+            {k: v for k, v in r.items() if not k.startswith(("time/", "throughput/")) and "seconds" not in k}
+            for r in out
+        ]
+
+    assert rows(whole) == rows(split)
+    trained = [r for r in rows(whole) if r["step"] > 0]
+    assert len(trained) == 2 and all(r["policy/grad_norm"] > 0 for r in trained)
+    assert all(r["moe/routing_agreement"] == 1.0 for r in trained)  # replay
+    assert any(v.abs().sum() > 0 for k, v in want.items() if "experts" in k and "lora_B" in k)
