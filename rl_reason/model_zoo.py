@@ -26,7 +26,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from rl_reason.errors import ModelError
 
@@ -105,10 +105,13 @@ def tiny_tokenizer():
     return fast
 
 
-def build_tiny_random(out: Path, hidden_size: int = 64, seed: int = 1234) -> None:
+def build_tiny_random(
+    out: Path, hidden_size: int = 64, seed: int = 1234, intermediate_size: Optional[int] = None
+) -> None:
     """A 2-layer random Llama with 4 heads (head_dim = hidden_size / 4) and the byte tokenizer.
 
     vLLM's CPU attention needs head_dim >= 32, so its tests build one with hidden_size=128.
+    ``intermediate_size`` (default 2 x hidden_size): bench/moe.py matches an MoE's active width.
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -117,7 +120,7 @@ def build_tiny_random(out: Path, hidden_size: int = 64, seed: int = 1234) -> Non
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
+        intermediate_size=intermediate_size or 2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,

@@ -226,3 +226,18 @@ def test_resume_on_the_tiny_moe_is_bitwise_exact(tmp_path):
     assert len(trained) == 2 and all(r["policy/grad_norm"] > 0 for r in trained)
     assert all(r["moe/routing_agreement"] == 1.0 for r in trained)  # replay
     assert any(v.abs().sum() > 0 for k, v in want.items() if "experts" in k and "lora_B" in k)
+
+
+def test_load_balancing_loss_has_a_gradient_through_the_frozen_router(moe_policy):
+    _, mb = _sampled_batch(moe_policy, n_prompts=2)
+    r = moe_policy.routing
+    with r.forward(mb.routed_experts, mb.attention_mask, replay=True, keep_logits=True) as calls:
+        moe_policy.completion_logprobs(moe_policy.model, mb.input_ids, mb.attention_mask, mb.completion_len)
+    aux = r.aux_loss(calls, mb.attention_mask)
+    # Switch loss: E * sum_e f_e P_e is 1.0 when balanced; top-2 of 8 from a random router
+    assert 0.5 < float(aux.detach()) < 8.0
+    aux.backward()
+    # through the hidden states into the attention LoRA below the router (B starts at 0: A has none)
+    grads = [p.grad for n, p in moe_policy.model.named_parameters() if "q_proj.lora_B" in n]
+    assert grads and all(g is not None and float(g.abs().sum()) > 0 for g in grads)
+    assert not any(p.requires_grad for n, p in moe_policy.model.named_parameters() if "mlp.gate" in n)
