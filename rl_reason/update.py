@@ -74,9 +74,12 @@ def advance(scheduler) -> None:
         scheduler.step()
 
 
-def logprobs(lr: Learner, model, t: MicroBatch, with_entropy: bool = False):
+def logprobs(lr: Learner, model, t: MicroBatch, with_entropy: bool = False, measure: bool = False):
     """Completion log-probs of a micro-batch, sharing each prompt when it can."""
     temp = lr.cfg.rollout.temperature
+    routing = getattr(lr.policy, "routing", None)
+    if routing is not None:  # an MoE base: routing replay and its statistics (rl_reason/moe.py)
+        return routing.logprobs(lr.policy, model, t, lr.cfg.algorithm, temp, with_entropy, measure)
     if t.packed is not None:
         from rl_reason import packing
 
@@ -227,11 +230,12 @@ class _Sums:
 
 
 def actor_loss(lr: Learner, t: MicroBatch, k: int, frozen: Frozen, counts: Counts, epoch: int, acc: _Sums):
-    """One micro-batch's actor loss (clipped surrogate, optional KL term); its stats into ``acc``."""
+    """One micro-batch's actor loss (the recipe's registered policy loss, optional KL term); its stats into ``acc``."""
     cfg, alg = lr.cfg, lr.cfg.algorithm
     agg, norm_len = loss_aggregation(alg), cfg.rollout.max_new_tokens
     need_ref = alg.kl_coef > 0
-    logp, entropy = logprobs(lr, lr.train_model, t, with_entropy=(epoch == 0))
+    # measure=True: MoE routing statistics over every update forward (later epochs see a moved policy)
+    logp, entropy = logprobs(lr, lr.train_model, t, with_entropy=(epoch == 0), measure=True)
     old = frozen.old_lp[k] if frozen.old_lp[k] is not None else logp.detach()
     is_w = None
     if alg.is_cap > 0 and t.sample_logp is not None:
@@ -250,6 +254,8 @@ def actor_loss(lr: Learner, t: MicroBatch, k: int, frozen: Frozen, counts: Count
         num_seqs=counts.seqs,
         norm_len=norm_len,
         importance_weights=is_w,
+        kind=alg.policy_loss,
+        params=algorithms.LossParams(alg.clip_low, alg.clip_high, alg.sapo_tau_pos, alg.sapo_tau_neg),
     )
     if need_ref and not kl_in_reward(alg):
         kl = algorithms.kl_estimate(logp, frozen.ref_lp[k], alg.kl_estimator)
@@ -257,6 +263,9 @@ def actor_loss(lr: Learner, t: MicroBatch, k: int, frozen: Frozen, counts: Count
             kl, t.mask, agg, num_tokens=counts.tokens, num_seqs=counts.seqs, norm_len=norm_len
         )
         loss = loss + alg.kl_coef * kl_loss
+    aux = lr.policy.routing.take_aux() if getattr(lr.policy, "routing", None) is not None else None
+    if aux is not None:  # MoE load balancing, weighted by this micro-batch's share of the tokens
+        loss = loss + alg.router_aux_coef * aux * float(t.valid.sum()) / counts.valid
     if epoch == 0:
         tok = float(t.mask.sum())
         acc.weight += tok
@@ -303,6 +312,8 @@ def actor_step(lr: Learner, mbs: Sequence[MicroBatch], frozen: Frozen, counts: C
         )
         out["rollout/logprob_diff_max"] = acc.diff_max
     out["policy/grad_norm"] = grad_norm
+    if getattr(lr.policy, "routing", None) is not None:
+        out.update(lr.policy.routing.pop_metrics())
     if not math.isfinite(grad_norm):
         out["guard/nonfinite_grad"] = 1.0
     out["policy/micro_batches"] = float(sum(not t.padding for t in mbs))  # padding ones left out

@@ -6,7 +6,7 @@ test_algorithms.py). GRPO, Dr.GRPO, RLOO, REINFORCE++ and PPO share one loop and
 by their ``AlgorithmSpec`` (registry.py) and the functions it names:
 
 - advantages.py  group baselines, token returns, GAE, whitening
-- losses.py      clipped policy loss, value loss, token aggregations, log-prob helpers
+- losses.py      policy losses by name (clip, gspo, cispo, sapo), value loss, token aggregations, log-prob helpers
 - kl.py          KL estimators to the reference
 - registry.py    AlgorithmSpec, register / get, where the KL goes, default aggregation
 """
@@ -32,9 +32,13 @@ from rl_reason.algorithms.advantages import (
 from rl_reason.algorithms.kl import kl_estimate
 from rl_reason.algorithms.losses import (
     LOSS_AGGREGATIONS,
+    POLICY_LOSSES,
+    LossParams,
     aggregate,
     entropy_from_logits,
+    get_policy_loss,
     policy_loss,
+    register_policy_loss,
     selective_log_softmax,
     value_loss,
 )
@@ -45,6 +49,8 @@ __all__ = [
     "ADVANTAGES",
     "AlgorithmSpec",
     "LOSS_AGGREGATIONS",
+    "LossParams",
+    "POLICY_LOSSES",
     "aggregate",
     "compute_advantages",
     "discounted_returns",
@@ -52,6 +58,7 @@ __all__ = [
     "entropy_from_logits",
     "gae",
     "get",
+    "get_policy_loss",
     "group_mean_std",
     "grpo_advantages",
     "kl_estimate",
@@ -61,6 +68,7 @@ __all__ = [
     "outcome_token_rewards",
     "policy_loss",
     "register",
+    "register_policy_loss",
     "reinforce_pp_advantages",
     "rloo_advantages",
     "selective_log_softmax",

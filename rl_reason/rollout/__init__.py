@@ -8,7 +8,7 @@ completions of prompt 0, then the n of prompt 1, and so on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Optional, Protocol, Sequence, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,9 @@ class Rollout:
     completion_text: str  # decoded completion, cut at a stop string if one matched
     sample_logprobs: list[float] = field(default_factory=list)  # sampler's log-prob per token
     finish_reason: str = "length"  # "stop" (EOS or stop string) or "length" (hit max_new_tokens)
+    # MoE bases, hf engine: (prompt + completion tokens, layers, top_k) experts the sampler ran
+    # (rl_reason/moe.py); what routing replay gives the update's forwards
+    routed_experts: Optional[Any] = None
 
     @property
     def truncated(self) -> bool:

@@ -82,17 +82,21 @@ class HFEngine:
         tok = self.policy.tokenizer
         eos_ids = _eos_ids(self.policy.model, tok)
         all_done = self.lockstep.all_true if self.lockstep is not None else None
-        sampled = _sample(
-            self.policy.model,
-            [p for _, p in jobs],
-            sampling,
-            eos_ids,
-            tok.pad_token_id,
-            self.policy.device,
-            tok if sampling.stop else None,
-            all_done=all_done,
-            idle=idle,
-        )
+        # an MoE base records the experts of every token (rl_reason/moe.py)
+        routing = None if idle else getattr(self.policy, "routing", None)
+        with routing.sampling(len(jobs)) if routing is not None else contextlib.nullcontext():
+            sampled = _sample(
+                self.policy.model,
+                [p for _, p in jobs],
+                sampling,
+                eos_ids,
+                tok.pad_token_id,
+                self.policy.device,
+                tok if sampling.stop else None,
+                all_done=all_done,
+                idle=idle,
+                routing=routing,
+            )
         if idle:
             return []
         results = []
@@ -103,6 +107,7 @@ class HFEngine:
                 logprobs = logprobs[: len(ids)]
                 if stopped:
                     finish = "stop"
+            routed = routing.sequence(len(results), len(prompt), len(ids)) if routing is not None else None
             results.append(
                 Rollout(
                     prompt_index=prompt_index,
@@ -111,6 +116,7 @@ class HFEngine:
                     completion_text=text,
                     sample_logprobs=logprobs,
                     finish_reason=finish,
+                    routed_experts=routed,
                 )
             )
         return results
@@ -126,6 +132,7 @@ def _sample(
     stop_tok=None,
     all_done=None,
     idle: bool = False,
+    routing=None,
 ):
     """Sample completions for left-padded ``prompts``; returns (ids, logprobs, finish) per row.
 
@@ -139,6 +146,8 @@ def _sample(
     from the KV cache (``Cache.reorder_cache``) as they end. The rest follows generate:
     positions from the attention mask, transformers' own temperature / top-k / top-p
     warpers, and log-probs of the processed distribution the token was drawn from.
+
+    ``routing`` (an MoE base's rl_reason.moe.Routing): record the experts of every token fed.
     """
     from transformers.generation.logits_process import (
         LogitsProcessorList,
@@ -183,6 +192,8 @@ def _sample(
             use_cache=True,
             logits_to_keep=1,
         )
+        if routing is not None:  # file this forward's experts under their batch rows
+            routing.step(live.tolist(), step_input.shape[1])
         cache = out.past_key_values
         logits = out.logits[:, -1, :].float()
         scores = warpers(step_input, logits) if len(warpers) else logits

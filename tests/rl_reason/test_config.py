@@ -133,6 +133,8 @@ def test_schema_metadata_is_the_source_of_choices_bounds_and_resume_rules():
         "lora.r",
         "lora.alpha",
         "lora.target_modules",
+        "lora.experts",
+        "lora.train_router",
         "algorithm.name",
         "data.source",
         "data.config_name",
@@ -212,3 +214,19 @@ def test_runner_timeout_must_leave_room_for_the_sandbox_timeout():
     explicit = ["rewards.checkers=[{name: code_tests, params: {timeout_s: 1}}]", "rewards.timeout_s=3"]
     check_checkers_resolve(load_config(TINY, explicit))
     check_checkers_resolve(load_config(TINY, code + ["rewards.timeout_s=5", "rewards.workers=0"]))
+
+
+def test_policy_loss_is_a_registered_name():
+    assert load_config(TINY, ["algorithm.policy_loss=gspo"]).algorithm.policy_loss == "gspo"
+    with pytest.raises(ConfigError, match="algorithm.policy_loss.*'ppo2' is not one of: clip, gspo"):
+        load_config(TINY, ["algorithm.policy_loss=ppo2"])
+
+
+def test_routing_replay_needs_the_hf_engine_and_no_checkpointing():
+    assert load_config(TINY, ["algorithm.routing_replay=true"]).algorithm.routing_replay
+    with pytest.raises(
+        ConfigError, match="rollout.engine=vllm does not report the experts.*use rollout.engine=hf"
+    ):
+        load_config(TINY, ["algorithm.routing_replay=true", "rollout.engine=vllm"])
+    with pytest.raises(ConfigError, match="gradient_checkpointing"):
+        load_config(TINY, ["algorithm.routing_replay=true", "model.gradient_checkpointing=true"])

@@ -28,7 +28,7 @@ PPO = [
 ]
 
 
-def torchrun(run_dir, *overrides):
+def torchrun(run_dir, *overrides, recipe=TINY):
     """Train the tiny recipe in two processes; each rank dumps its adapter (and critic)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
     cmd = [
@@ -40,7 +40,7 @@ def torchrun(run_dir, *overrides):
         "--master_port",
         str(_free_port()),
         str(ROOT / "tests" / "rl_reason" / "_dist_train.py"),
-        str(TINY),
+        str(recipe),
         str(run_dir),
         "train.steps=2",
         "checkpoint.every=0",
@@ -142,6 +142,35 @@ def test_fsdp_shards_the_base_and_trains_what_ddp_trains(tmp_path, algo, request
         for k, v in e.items():
             if not any(d in k for d in drop):
                 assert g[k] == pytest.approx(v, rel=1e-5, abs=1e-7), k
+
+
+TINY_MOE = ROOT / "recipes" / "test" / "tiny_moe.yaml"
+MOE = [
+    "eval.at_start=false",
+    "eval.at_end=false",
+    "logging.plot=false",
+    "algorithm.drop_uniform_groups=false",
+]
+
+
+@pytest.mark.slow
+def test_moe_fsdp_and_ddp_train_the_same_adapter(tmp_path):
+    """The tiny MoE (expert LoRA through PEFT's parameter wrappers, routing replay) under
+    two processes: DDP and FSDP end with the same adapter on every rank, as for dense."""
+    ddp = torchrun(tmp_path / "ddp", *MOE, recipe=TINY_MOE)
+    fsdp = torchrun(tmp_path / "fsdp", "train.fsdp=true", *MOE, recipe=TINY_MOE)
+    assert 0.45 < float((fsdp / "base_fraction_rank0.txt").read_text()) < 0.55
+    want = _rank_state(ddp, "adapter", 0)
+    assert any("experts" in k for k in want)
+    for run in (ddp, fsdp):
+        for rank in (0, 1):
+            got = _rank_state(run, "adapter", rank)
+            assert got.keys() == want.keys()
+            for k in want:
+                assert torch.allclose(got[k], want[k], atol=1e-6), (run.name, rank, k)
+    assert any(v.abs().sum() > 0 for k, v in want.items() if "experts" in k and "lora_B" in k)
+    for g, e in zip(_metrics(fsdp), _metrics(ddp)):
+        assert g.get("moe/routing_agreement") == e.get("moe/routing_agreement")
 
 
 def _flatten(state, prefix=""):

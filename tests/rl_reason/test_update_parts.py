@@ -9,6 +9,7 @@ import torch
 from rl_reason import algorithms
 from rl_reason.algorithms import registry
 from rl_reason.batching import MicroBatch, collate, micro_batches, train_batch
+from rl_reason.config import AlgorithmConfig
 from rl_reason.distributed import LocalDist, reduce_metrics
 from rl_reason.rollout import Rollout
 from rl_reason.update import Counts, Frozen, Learner, actor_step, global_counts, token_advantages
@@ -109,14 +110,17 @@ class StubPolicy:
         return self.table[: input_ids.shape[0], :completion_len] - 1.0, None
 
 
-def test_actor_step_is_the_clipped_surrogate_gradient():
+@pytest.mark.parametrize("loss_name", ["clip", "gspo", "cispo", "sapo"])
+def test_actor_step_is_the_clipped_surrogate_gradient(loss_name):
+    # at ratio 1 every registered policy loss has the plain policy-gradient gradient
     rolls = rollouts([3, 5])
     adv = torch.tensor([1.0, -2.0])
     b = train_batch(rolls, adv, torch.ones(2, dtype=torch.bool), mask_truncated=False)
     mb = collate(b, [0, 1], 0, "cpu")
     policy = StubPolicy(2, 5)
     cfg = types.SimpleNamespace(
-        algorithm=types.SimpleNamespace(
+        # the real section, so fields added later (algorithm.policy_loss, ...) have defaults
+        algorithm=AlgorithmConfig(
             name="grpo",
             kl_coef=0.0,
             kl_in_reward=False,
@@ -125,6 +129,7 @@ def test_actor_step_is_the_clipped_surrogate_gradient():
             clip_low=0.2,
             clip_high=0.2,
             epochs=1,
+            policy_loss=loss_name,
         ),
         rollout=types.SimpleNamespace(temperature=1.0, max_new_tokens=5),
         train=types.SimpleNamespace(max_grad_norm=1e9),
@@ -140,3 +145,6 @@ def test_actor_step_is_the_clipped_surrogate_gradient():
     assert stats["policy/grad_norm"] == pytest.approx(float(want.norm()), rel=1e-6)
     assert stats["policy/clip_frac"] == 0.0 and stats["policy/micro_batches"] == 1.0
     assert isinstance(mb, MicroBatch) and isinstance(counts, Counts)
+    cfg.algorithm.policy_loss = "nope"  # the name is what picks the function
+    with pytest.raises(ValueError, match="unknown policy loss 'nope'"):
+        actor_step(lr, [mb], Frozen([None], [None], [None]), counts)
