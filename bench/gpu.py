@@ -269,7 +269,7 @@ def _trl_run(a, path: Path, phases: dict) -> dict:
         beta=0.0,
         disable_tqdm=True,
         # TRL's default micro-batch of 8 completions, accumulated to the step's prompts x gens
-        per_device_train_batch_size=8,
+        per_device_train_batch_size=min(8, a.prompts * a.gens),
         gradient_accumulation_steps=max(a.prompts * a.gens // 8, 1),
     )
     model = build_model(str(path), a.device, a.dtype)

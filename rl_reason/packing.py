@@ -235,7 +235,7 @@ def completion_logprobs(
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Per-token log-probs of the packed completions, in the micro-batch's (B, C) layout
     (0 on padding), and their entropies when asked."""
-    from rl_reason.algorithms import entropy_from_logits, selective_log_softmax
+    from rl_reason.algorithms.losses import entropy_from_logits, selective_log_softmax
 
     out = model(
         input_ids=p.input_ids,
