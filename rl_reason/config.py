@@ -571,6 +571,12 @@ class JudgeConfig(Section):
         doc="JSONL file of verdicts, read at start and appended to, so a resumed run or a "
         "second run asks no question twice (none: kept in memory only).",
     )
+    servers: list[str] = setting(
+        factory=list,
+        doc="`engine: server`: base URLs of `vllm serve` processes of the judge model (`rl-reason "
+        "serve` prints the command), as `rollout.servers`.",
+        shown="`[]`",
+    )
 
     def validate(self, at: str) -> None:
         if self.model is not None:
@@ -580,6 +586,10 @@ class JudgeConfig(Section):
             local = name.startswith((".", "/", "~"))
             if local and not Path(name).expanduser().is_dir():
                 raise self.invalid(at, "model", f"{name!r}: no such directory")
+        if self.model is not None and self.engine == "server" and not self.servers:
+            raise self.invalid(
+                at, "servers", "engine=server needs at least one server URL of the judge model"
+            )
         if self.cache_file is not None and Path(self.cache_file).expanduser().is_dir():
             raise self.invalid(at, "cache_file", f"{self.cache_file!r} is a directory; name a file")
 

@@ -253,7 +253,8 @@ def start_judge(cfg, run_dir: Optional[Path] = None) -> Optional[JudgeService]:
 
         work = Path(run_dir or tempfile.mkdtemp(prefix="rl-judge-")) / "judge"
         work.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(RolloutConfig(engine=jc.engine, max_new_tokens=jc.max_new_tokens), policy, work)
+        rollout = RolloutConfig(engine=jc.engine, max_new_tokens=jc.max_new_tokens, servers=list(jc.servers))
+        engine = make_engine(rollout, policy, work)
     backend = engine_judge(engine, policy.tokenizer, max_new_tokens=jc.max_new_tokens)
     service = JudgeService(backend, cache_file=jc.cache_file, on_close=engine.close)
     log.info("math_judge asks %s (%s engine)", jc.model, jc.engine)

@@ -152,6 +152,10 @@ def test_the_trainer_serves_the_recipe_judge_to_its_scorer(tmp_path):
         (["rewards.judge.model=./no/such/dir"], "rewards.judge.model: './no/such/dir': no such directory"),
         (["rewards.judge.engine=llama"], "rewards.judge.engine: 'llama' is not one of: hf, vllm, server"),
         (["rewards.judge.max_new_tokens=0"], "rewards.judge.max_new_tokens: must be > 0"),
+        (
+            ["rewards.judge.model=tiny-random", "rewards.judge.engine=server"],
+            "rewards.judge.servers: engine=server needs at least one server URL",
+        ),
     ],
 )
 def test_a_bad_judge_config_is_one_line_exit_2(overrides, needle, capsys):
