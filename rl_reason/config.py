@@ -141,6 +141,7 @@ AnswerFormat = Literal["auto", "gsm8k", "boxed", "plain"]
 Template = Literal["chat", "plain"]
 EngineName = Literal["hf", "vllm", "server"]
 SyncMode = Literal["hotload", "merge"]
+StalePolicy = Literal["drop", "resample"]
 # algorithm.name is any name in the algorithm registry (rl_reason/algorithms/registry.py): the
 # registry, not a list here, says which exist, so a registered algorithm needs no config edit
 AlgorithmName = str
@@ -353,6 +354,31 @@ class RolloutConfig(Section):
     adapter_dir: Optional[str] = setting(
         None,
         doc="server engine: directory the servers can read adapters from (default: `RUN_DIR/live_adapters`).",
+    )
+    max_staleness: int = setting(
+        0,
+        doc="Asynchronous sampling (see [ASYNC.md](ASYNC.md)): 0 samples each step's rollouts "
+        "when the step needs them; K >= 1 samples up to K batches ahead while the trainer "
+        "updates, and a batch is trained on only if its adapter is at most K versions behind.",
+        ge=0,
+        resume_safe=False,
+    )
+    stale_policy: StalePolicy = setting(
+        "drop",
+        doc="max_staleness >= 1: a batch more than K versions behind is `drop`ped (the next one "
+        "is taken) or `resample`d with the current adapter; both are counted in `async/*`.",
+    )
+    producer_timeout_s: float = setting(
+        1800.0,
+        doc="max_staleness >= 1: longest wait for one message from the sampler (start-up, a "
+        "batch) before the run stops with an error naming what it waited for.",
+        gt=0,
+    )
+    sampler_restarts: int = setting(
+        1,
+        doc="max_staleness >= 1 with `hf`/`vllm`: times a dead sampler process is restarted "
+        "(its pending requests replayed) before the run stops with one line.",
+        ge=0,
     )
 
     def validate(self, at: str) -> None:

@@ -29,6 +29,7 @@ class Rollout:
     completion_text: str  # decoded completion, cut at a stop string if one matched
     sample_logprobs: list[float] = field(default_factory=list)  # sampler's log-prob per token
     finish_reason: str = "length"  # "stop" (EOS or stop string) or "length" (hit max_new_tokens)
+    adapter_version: int = 0  # adapter version it was sampled with (rl_reason/producer.py)
 
     @property
     def truncated(self) -> bool:

@@ -1,0 +1,308 @@
+"""rl_reason/producer.py: synchronous and ahead-of-the-trainer rollouts, staleness, faults, resume."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from rl_reason import producer as producer_mod
+from rl_reason.config import load_config
+from rl_reason.errors import EngineError
+from rl_reason.producer import AsyncProducer, RolloutBatch, SamplerDied, is_stale, staleness
+from rl_reason.rollout import Rollout, SamplingParams
+
+from .conftest import TINY
+
+VOLATILE = ("time/", "throughput/")
+
+
+def _metrics(run_dir: Path) -> list[dict]:
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [
+        {k: v for k, v in r.items() if not k.startswith(VOLATILE) and not k.endswith("/seconds")}
+        for r in rows
+    ]
+
+
+def _adapter(run_dir: Path) -> dict:
+    return load_file(run_dir / "adapter" / "adapter_model.safetensors")
+
+
+def _same_adapter(a: Path, b: Path) -> None:
+    want, got = _adapter(a), _adapter(b)
+    assert want.keys() == got.keys()
+    for k in want:
+        assert torch.equal(want[k], got[k]), k
+
+
+def _train(run_dir: Path, *overrides: str, patch=None):
+    from rl_reason.trainer import Trainer
+
+    cfg = load_config(TINY, ["logging.plot=false", "logging.progress=false", *overrides])
+    trainer = Trainer(cfg, run_dir)
+    if patch is not None:
+        patch(trainer)
+    trainer.run()
+    return trainer
+
+
+class _InlineSync:
+    """The loop's rollout lines as they were before the producer existed (main @ 1b8215b)."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def next_batch(self, step):
+        t = self.t
+        local = t.sampler.next_batch()[t.dist.rank :: t.dist.world]
+        t0 = time.perf_counter()
+        rollouts = t.engine.generate(t._prompt_ids(local), t.cfg.rollout.num_generations, t.sampling)
+        return RolloutBatch(step, local, rollouts, 0, time.perf_counter() - t0)
+
+    def after_update(self, step):
+        self.t.engine.sync_weights()
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_k0_equals_the_synchronous_loop_bitwise(tmp_path):
+    a = _train(tmp_path / "k0", "train.steps=3", "rollout.max_staleness=0")
+    assert isinstance(a.producer, producer_mod.SyncProducer)
+    _train(tmp_path / "inline", "train.steps=3", patch=lambda t: setattr(t, "producer", _InlineSync(t)))
+    _same_adapter(tmp_path / "inline", tmp_path / "k0")
+    assert _metrics(tmp_path / "k0") == _metrics(tmp_path / "inline")
+    assert not any(k.startswith("async/") for r in _metrics(tmp_path / "k0") for k in r)
+    versions = [json.loads(x)["adapter_version"] for x in (tmp_path / "k0" / "rollouts.jsonl").open()]
+    assert versions == [0] * 16 + [1] * 16 + [2] * 16  # step s samples with version s - 1
+
+
+# --------------------------------------------------------------------------- pure parts
+def test_staleness_counts_versions_behind():
+    assert staleness(3, 1) == 2 and staleness(0, 0) == 0 and staleness(1, 2) == 0
+    assert not is_stale(3, 2, 1) and is_stale(3, 1, 1) and not is_stale(5, 0, 5)
+
+
+class _FakeBackend:
+    """Answers each request with the version the test scripts for it."""
+
+    kind = "fake"
+    pid = None
+
+    def __init__(self, versions, die_at=None):
+        self.versions = dict(versions)  # ticket -> version it comes back with
+        self.requests, self.published, self.out = [], [], []
+        self.die_at = die_at
+        self.starts = 0
+
+    def start(self):
+        self.starts += 1
+
+    def alive(self):
+        return True
+
+    def publish(self, version, state):
+        self.published.append(version)
+
+    def request(self, tk, n, sampling):
+        self.requests.append(tk.number)
+        ids = tk.prompt_ids
+        self.out.append((tk.number, [Rollout(i, p, [1], "x") for i, p in enumerate(ids)]))
+
+    def receive(self, what, timeout_s):
+        if self.die_at is not None and self.out and self.out[0][0] == self.die_at:
+            self.die_at = None
+            self.out.clear()
+            raise SamplerDied(f"sampler process (pid 1) died with exit code -9 during {what}")
+        if not self.out:
+            raise EngineError(f"timed out after {timeout_s:.0f}s waiting for the sampler process: {what}")
+        number, rollouts = self.out.pop(0)
+        return "batch", (number, self.versions.get(number, 0), rollouts, 0.0)
+
+    def close(self):
+        pass
+
+
+def _fake_trainer(k=1, stale_policy="drop", steps=6, restarts=1):
+    from rl_reason.data import PromptRecord, PromptSampler
+
+    records = [PromptRecord(id=str(i), text=f"q{i}", fields={}) for i in range(8)]
+    cfg = SimpleNamespace(
+        rollout=SimpleNamespace(
+            max_staleness=k,
+            stale_policy=stale_policy,
+            producer_timeout_s=1.0,
+            sampler_restarts=restarts,
+            num_generations=1,
+        ),
+        train=SimpleNamespace(seed=0, steps=steps),
+    )
+    said = []
+    resampled = []
+
+    def generate(ids, n, sampling):
+        resampled.append(len(ids))
+        return [Rollout(i, p, [2], "y") for i, p in enumerate(ids)]
+
+    return SimpleNamespace(
+        cfg=cfg,
+        sampler=PromptSampler(records, 2, seed=0),
+        dist=SimpleNamespace(rank=0, world=1),
+        sampling=SamplingParams(),
+        _prompt_ids=lambda recs: [[int(r.id)] for r in recs],
+        policy=SimpleNamespace(adapter_state=lambda: {"w": torch.zeros(1)}),
+        say=said.append,
+        engine=SimpleNamespace(generate=generate),
+        said=said,
+        resampled=resampled,
+    )
+
+
+def _run_steps(p, steps):
+    got = []
+    for step in range(1, steps + 1):
+        b = p.next_batch(step)
+        got.append(b)
+        p.after_update(step)
+    return got
+
+
+def test_k1_requests_one_ahead_and_each_batch_is_at_most_one_version_behind():
+    t = _fake_trainer(k=1, steps=4)
+    backend = _FakeBackend({n: max(0, n - 2) for n in range(1, 10)})
+    p = AsyncProducer(t, backend)
+    got = _run_steps(p, 4)
+    assert [b.version for b in got] == [0, 0, 1, 2]
+    assert [b.metrics["async/staleness"] for b in got] == [0.0, 1.0, 1.0, 1.0]
+    assert got[-1].metrics["async/staleness_hist/1"] == 3.0
+    assert backend.requests == [1, 2, 3, 4]  # never past the last step
+    assert backend.published[0] == 0 and backend.published[1:] == [1, 2, 3, 4]
+    assert all(r.adapter_version == b.version for b in got for r in b.rollouts)
+
+
+def test_a_batch_too_stale_is_dropped_and_counted():
+    t = _fake_trainer(k=1, stale_policy="drop")
+    backend = _FakeBackend({1: 0, 2: 0, 3: 0, 4: 2, 5: 3, 6: 4, 7: 5})  # ticket 3 is 2 behind at step 3
+    p = AsyncProducer(t, backend)
+    got = _run_steps(p, 4)
+    assert [b.ticket for b in got] == [1, 2, 4, 5]  # ticket 3 never trained on
+    assert max(b.metrics["async/staleness"] for b in got) <= 1
+    assert got[-1].metrics["async/dropped"] == 1.0
+    assert got[-1].metrics["async/dropped_frac"] == pytest.approx(1 / 5)
+    assert any("dropped a batch 2 versions behind" in m for m in t.said)
+
+
+def test_a_batch_too_stale_is_resampled_with_the_current_adapter():
+    t = _fake_trainer(k=1, stale_policy="resample")
+    backend = _FakeBackend({1: 0, 2: 0, 3: 0, 4: 2})
+    p = AsyncProducer(t, backend)
+    got = _run_steps(p, 3)
+    assert [b.ticket for b in got] == [1, 2, 3]
+    assert got[2].version == 2 and got[2].metrics["async/staleness"] == 0.0
+    assert [r.completion_ids for r in got[2].rollouts] == [[2], [2]]  # from the trainer's engine
+    assert got[2].metrics["async/resampled"] == 1.0 and t.resampled == [2]
+
+
+def test_a_dead_sampler_is_restarted_and_its_requests_replayed():
+    t = _fake_trainer(k=1, restarts=1)
+    backend = _FakeBackend({n: max(0, n - 2) for n in range(1, 10)}, die_at=3)
+    p = AsyncProducer(t, backend)
+    got = _run_steps(p, 4)
+    assert [b.ticket for b in got] == [1, 2, 3, 4]
+    assert backend.starts == 2 and got[-1].metrics["async/restarts"] == 1.0
+    # the replay: the pending tickets 3 and 4 again, each after the adapter it was first
+    # requested under (versions 1 and 2)
+    assert backend.requests == [1, 2, 3, 4, 3, 4, 5]
+    assert backend.published == [0, 1, 2, 1, 2, 3, 4]
+    assert any("died with exit code -9" in m and "restarting" in m for m in t.said)
+
+
+def test_a_dead_sampler_without_restarts_left_stops_with_one_line():
+    t = _fake_trainer(k=1, restarts=0)
+    p = AsyncProducer(t, _FakeBackend({}, die_at=2))
+    p.next_batch(1)
+    p.after_update(1)
+    with pytest.raises(SamplerDied, match=r"died with exit code -9 during the rollouts of step 2.*gave up"):
+        p.next_batch(2)
+
+
+def test_a_silent_sampler_times_out_naming_what_was_awaited():
+    t = _fake_trainer(k=1)
+    backend = _FakeBackend({})
+    p = AsyncProducer(t, backend)
+    backend.request = lambda tk, n, s: None  # requests vanish
+    with pytest.raises(EngineError, match=r"timed out after 1s .*the rollouts of step 1 \(request 1\)"):
+        p.next_batch(1)
+
+
+def test_state_dict_replays_the_pending_requests_on_resume():
+    t = _fake_trainer(k=2)
+    p = AsyncProducer(t, _FakeBackend({n: max(0, n - 3) for n in range(1, 10)}))
+    _run_steps(p, 2)
+    state = p.state_dict()
+    assert state["pending"] == [(3, 0), (4, 1)] and state["version"] == 2
+    assert set(state["adapters"]) == {0, 1}  # the adapters the pending tickets were requested under
+    want = [tk.records for tk in p.pending]
+    t2 = _fake_trainer(k=2)
+    t2.sampler.load_state_dict(t.sampler.state_dict())  # as train_state.load does first
+    backend2 = _FakeBackend({n: max(0, n - 3) for n in range(1, 10)})
+    p2 = AsyncProducer(t2, backend2)
+    p2.load_state_dict(state)
+    assert [tk.records for tk in p2.pending] == want
+    assert t2.sampler.state_dict() == t.sampler.state_dict()
+    b = p2.next_batch(3)
+    assert b.ticket == 3 and b.version == 0
+    assert backend2.published[:2] == [0, 1] and backend2.requests[:3] == [3, 4, 5]
+
+
+# --------------------------------------------------------------------------- real runs (a sampler process)
+@pytest.fixture(scope="module")
+def k1_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("k1") / "run"
+    _train(run_dir, "train.steps=4", "rollout.max_staleness=1")
+    return run_dir
+
+
+def test_k1_never_trains_on_a_batch_more_than_one_version_old(k1_run):
+    rows = [json.loads(x) for x in (k1_run / "metrics.jsonl").read_text().splitlines()][1:]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    for r in rows:
+        assert r["async/version"] == max(0, r["step"] - 2)  # sampled while step - 1 trained
+        assert r["async/staleness"] == (r["step"] - 1) - r["async/version"] <= 1
+    assert rows[-1]["async/staleness_hist/0"] + rows[-1]["async/staleness_hist/1"] == 4
+    logged = [json.loads(x) for x in (k1_run / "rollouts.jsonl").open()]
+    for row in logged:
+        assert row["step"] - 1 - row["adapter_version"] <= 1
+    assert not any(p.name == "rl-reason-sampler" for p in __import__("multiprocessing").active_children())
+
+
+@pytest.mark.slow
+def test_killed_sampler_is_restarted_and_the_run_equals_the_unfaulted_one(k1_run, tmp_path):
+    def kill_after_step_2(trainer):
+        prod = trainer.producer
+        orig = prod.after_update
+
+        def after_update(step):
+            orig(step)
+            if step == 2:
+                os.kill(prod.backend.pid, signal.SIGKILL)
+
+        prod.after_update = after_update
+
+    t = _train(tmp_path / "run", "train.steps=4", "rollout.max_staleness=1", patch=kill_after_step_2)
+    assert t.producer.restarts == 1
+    # the replayed requests are sampled under the same adapters with the same seeds
+    _same_adapter(k1_run, tmp_path / "run")
+    assert [r for r in _metrics(tmp_path / "run") if "async/restarts" in r][-1]["async/restarts"] == 1.0
