@@ -142,6 +142,7 @@ Template = Literal["chat", "plain"]
 EngineName = Literal["hf", "vllm", "server"]
 SyncMode = Literal["hotload", "merge"]
 StalePolicy = Literal["drop", "resample"]
+ISCorrection = Literal["token_truncate", "seq_truncate", "seq_mask"]
 # algorithm.name is any name in the algorithm registry (rl_reason/algorithms/registry.py): the
 # registry, not a list here, says which exist, so a registered algorithm needs no config edit
 AlgorithmName = str
@@ -466,6 +467,16 @@ class AlgorithmConfig(Section):
         doc="PPO: fold a per-token KL penalty (`kl_coef`) into the reward instead of the loss. "
         "REINFORCE++ always does.",
     )
+    is_correction: ISCorrection = setting(
+        "token_truncate",
+        doc="Off-policy correction against the sampler's log-probs (rl_reason/algorithms/"
+        "offpolicy.py): `token_truncate` (per token min(ratio, `is_cap`), on when `is_cap` > 0), "
+        "`seq_truncate` (each sequence weighted by its geometric-mean ratio clamped to "
+        "[`is_band_low`, `is_band_high`]), `seq_mask` (a sequence whose geometric-mean ratio "
+        "leaves the band is left out of the loss).",
+    )
+    is_band_low: float = setting(0.5, doc="Lower edge of the sequence-level ratio band.", gt=0)
+    is_band_high: float = setting(2.0, doc="Upper edge of the sequence-level ratio band.", gt=0)
 
 
 @dataclass

@@ -34,6 +34,7 @@ log = logging.getLogger("rl_reason")
 STEP_MAX = (
     "completion/len_max",
     "rollout/logprob_diff_max",
+    "policy/is_weight_max",
     "time/generate_s",
     "time/score_s",
     "time/update_s",

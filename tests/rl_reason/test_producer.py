@@ -268,10 +268,13 @@ def test_state_dict_replays_the_pending_requests_on_resume():
 
 
 # --------------------------------------------------------------------------- real runs (a sampler process)
+K1 = ("train.steps=4", "rollout.max_staleness=1", "algorithm.is_cap=1.2")
+
+
 @pytest.fixture(scope="module")
 def k1_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("k1") / "run"
-    _train(run_dir, "train.steps=4", "rollout.max_staleness=1")
+    _train(run_dir, *K1)
     return run_dir
 
 
@@ -288,6 +291,20 @@ def test_k1_never_trains_on_a_batch_more_than_one_version_old(k1_run):
     assert not any(p.name == "rl-reason-sampler" for p in __import__("multiprocessing").active_children())
 
 
+def test_k1_importance_weights_use_the_samplers_log_probs(k1_run):
+    rows = [json.loads(x) for x in (k1_run / "metrics.jsonl").read_text().splitlines()][1:]
+    fresh = [r for r in rows if r["async/staleness"] == 0]
+    stale = [r for r in rows if r["async/staleness"] == 1]
+    assert fresh and stale
+    for r in fresh:  # sampled with the adapter being trained: ratio 1 up to float rounding
+        assert r["policy/is_weight_mean"] == pytest.approx(1.0, abs=1e-4)
+        assert r["rollout/logprob_diff_max"] < 1e-3
+    for r in stale:  # one version behind: the trainer and sampler log-probs differ
+        assert r["rollout/logprob_diff_mean"] > 1e-3
+        assert r["policy/is_weight_mean"] != pytest.approx(1.0, abs=1e-4)
+        assert r["policy/is_weight_max"] <= 1.2 + 1e-6
+
+
 @pytest.mark.slow
 def test_killed_sampler_is_restarted_and_the_run_equals_the_unfaulted_one(k1_run, tmp_path):
     def kill_after_step_2(trainer):
@@ -301,7 +318,7 @@ def test_killed_sampler_is_restarted_and_the_run_equals_the_unfaulted_one(k1_run
 
         prod.after_update = after_update
 
-    t = _train(tmp_path / "run", "train.steps=4", "rollout.max_staleness=1", patch=kill_after_step_2)
+    t = _train(tmp_path / "run", *K1, patch=kill_after_step_2)
     assert t.producer.restarts == 1
     # the replayed requests are sampled under the same adapters with the same seeds
     _same_adapter(k1_run, tmp_path / "run")
