@@ -381,6 +381,13 @@ class RolloutConfig(Section):
         "(its pending requests replayed) before the run stops with one line.",
         ge=0,
     )
+    partial: bool = setting(
+        False,
+        doc="max_staleness >= 1 with `hf`/`vllm`: sample in chunks of `partial_chunk` tokens; "
+        "an adapter that arrives mid-generation is loaded between chunks and the completion "
+        "continues under it (each token records its version; not bitwise reproducible).",
+    )
+    partial_chunk: int = setting(16, doc="rollout.partial: tokens sampled between adapter checks.", gt=0)
 
     def validate(self, at: str) -> None:
         if self.engine == "server" and not self.servers:

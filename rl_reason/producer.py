@@ -75,7 +75,7 @@ def is_stale(trainer_version: int, batch_version: int, max_staleness: int) -> bo
 
 def _set_version(rollouts: Sequence[Rollout], version: int) -> None:
     for r in rollouts:
-        r.adapter_version = version
+        r.adapter_version = min(r.token_versions) if r.token_versions else version
 
 
 class Producer(Protocol):
@@ -417,6 +417,13 @@ class AsyncProducer:
             "time/wait_rollouts_s": wait_s,
             "async/restarts": float(self.restarts),
         }
+        partial = [r for r in rollouts if len(set(r.token_versions)) > 1]
+        if self.cfg.partial:  # completions that went on under a newer adapter
+            n_tok = sum(len(r.token_versions) for r in rollouts)
+            metrics["async/partial_frac"] = len(partial) / max(len(rollouts), 1)
+            metrics["async/token_staleness_mean"] = sum(
+                self.version - v for r in rollouts for v in r.token_versions
+            ) / max(n_tok, 1)
         for k in range(self.k + 1):  # histogram so far: batches trained k versions behind
             metrics[f"async/staleness_hist/{k}"] = float(self.counts.get(k, 0))
         return RolloutBatch(tk.number, tk.records, rollouts, version, gen_s, wait_s, metrics)
@@ -509,10 +516,10 @@ def sampler_main(cfg, run_dir: str, cmd, out, parent_pid: int) -> None:
     except Exception as exc:  # noqa: BLE001 - one line to the trainer
         out.put(("error", f"start-up failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"))
         return
-    version = 0
+    loop = _SamplerLoop(policy, engine, cmd)
     while True:
         try:
-            command = cmd.get(timeout=5.0)
+            command = loop.next_command()
         except queue.Empty:
             if os.getppid() != parent_pid:  # the trainer is gone: do not linger
                 return
@@ -521,16 +528,94 @@ def sampler_main(cfg, run_dir: str, cmd, out, parent_pid: int) -> None:
             if command[0] == "stop":
                 break
             if command[0] == "adapter":
-                _, version, state = command
-                policy.load_adapter_state(state)
-                engine.sync_weights()
+                loop.load(command)
                 continue
             _, number, prompt_ids, n, sampling, seed = command
             torch.manual_seed(seed)
             t0 = time.perf_counter()
-            rollouts = engine.generate(prompt_ids, n, sampling)
-            out.put(("batch", number, version, rollouts, time.perf_counter() - t0))
+            start = loop.version
+            if cfg.rollout.partial:
+                rollouts = loop.generate_partial(prompt_ids, n, sampling, cfg.rollout.partial_chunk)
+            else:
+                rollouts = engine.generate(prompt_ids, n, sampling)
+            out.put(("batch", number, start, rollouts, time.perf_counter() - t0))
         except Exception as exc:  # noqa: BLE001
             out.put(("error", str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
             return
     engine.close()
+
+
+class _SamplerLoop:
+    """The sampler process's command stream and current adapter; partial rollouts."""
+
+    def __init__(self, policy, engine, cmd):
+        self.policy, self.engine, self.cmd = policy, engine, cmd
+        self.version = 0
+        self.deferred: list = []  # commands read ahead while looking for a new adapter
+
+    def next_command(self):
+        return self.deferred.pop(0) if self.deferred else self.cmd.get(timeout=5.0)
+
+    def load(self, command) -> None:
+        _, self.version, state = command
+        self.policy.load_adapter_state(state)
+        self.engine.sync_weights()
+
+    def newer_adapter(self) -> bool:
+        """Load adapters waiting at the head of the stream. One behind a request is left for
+        after it: the stream's order is what makes each request's version what it is."""
+        loaded = False
+        while not self.deferred:
+            try:
+                command = self.cmd.get_nowait()
+            except queue.Empty:
+                break
+            if command[0] == "adapter":
+                self.load(command)
+                loaded = True
+            else:
+                self.deferred.append(command)
+        return loaded
+
+    def generate_partial(self, prompt_ids, n: int, sampling: SamplingParams, chunk: int) -> list[Rollout]:
+        """Sample ``chunk`` tokens at a time; between chunks a newly arrived adapter is loaded
+        and every unfinished completion continues under it (its prompt and tokens so far are
+        the next chunk's prompt). Each token keeps its version and its sampler log-prob."""
+        from rl_reason.rollout.vllm_engine import decode
+
+        jobs = [(i, list(p)) for i, p in enumerate(prompt_ids) for _ in range(n)]
+        ids: list[list[int]] = [[] for _ in jobs]
+        lps: list[list[float]] = [[] for _ in jobs]
+        vers: list[list[int]] = [[] for _ in jobs]
+        finish = ["length"] * len(jobs)
+        live = list(range(len(jobs)))
+        while live:
+            room = sampling.max_new_tokens - len(ids[live[0]])
+            step = dataclasses.replace(sampling, max_new_tokens=min(chunk, room))
+            got = self.engine.generate([jobs[j][1] + ids[j] for j in live], 1, step)
+            still = []
+            for j, r in zip(live, got):
+                ids[j] += r.completion_ids
+                lps[j] += r.sample_logprobs
+                vers[j] += [self.version] * len(r.completion_ids)
+                if r.finish_reason == "stop" or not r.completion_ids:
+                    finish[j] = "stop"
+                elif len(ids[j]) < sampling.max_new_tokens:
+                    still.append(j)
+            live = still
+            if live:
+                self.newer_adapter()
+        tok = self.policy.tokenizer
+        return [
+            Rollout(
+                prompt_index=i,
+                prompt_ids=p,
+                completion_ids=ids[j],
+                completion_text=decode(tok, ids[j], sampling.stop),
+                sample_logprobs=lps[j],
+                finish_reason=finish[j],
+                adapter_version=min(vers[j], default=self.version),
+                token_versions=vers[j],
+            )
+            for j, (i, p) in enumerate(jobs)
+        ]

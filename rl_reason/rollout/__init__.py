@@ -29,7 +29,9 @@ class Rollout:
     completion_text: str  # decoded completion, cut at a stop string if one matched
     sample_logprobs: list[float] = field(default_factory=list)  # sampler's log-prob per token
     finish_reason: str = "length"  # "stop" (EOS or stop string) or "length" (hit max_new_tokens)
-    adapter_version: int = 0  # adapter version it was sampled with (rl_reason/producer.py)
+    adapter_version: int = 0  # adapter version it was sampled with (the oldest, when partial)
+    # rollout.partial: the version that sampled each completion token (empty: all adapter_version)
+    token_versions: list[int] = field(default_factory=list)
 
     @property
     def truncated(self) -> bool:

@@ -410,3 +410,72 @@ def test_k1_ctrl_c_stops_both_sides_and_checkpoints(tmp_path):
     done = int(checkpoint.find_latest(run_dir).name.split("-")[1])
     assert [json.loads(x)["step"] for x in (run_dir / "metrics.jsonl").read_text().splitlines()][-1] == done
     _wait_for(lambda: _group_gone(proc.pid), timeout=30)  # the sampler process is gone too
+
+
+# --------------------------------------------------------------------------- partial rollouts
+class _ChunkEngine:
+    """Emits tokens 100, 101, ... (log-prob -0.1 * version); records each chunk's prompts."""
+
+    def __init__(self, loop_ref, stop_after=None):
+        self.calls = []
+        self.loop_ref = loop_ref
+        self.stop_after = stop_after
+
+    def sync_weights(self):
+        pass
+
+    def generate(self, prompts, n, sampling):
+        self.calls.append([list(p) for p in prompts])
+        v = self.loop_ref[0].version
+        out = []
+        for i, p in enumerate(prompts):
+            done = len(p) - 2  # tokens so far (prompts here are 2 tokens long)
+            k = sampling.max_new_tokens
+            reason = "length"
+            stop_at = (self.stop_after or {}).get(p[0])  # keyed by the prompt's first token
+            if stop_at is not None and done + k >= stop_at:
+                k, reason = stop_at - done, "stop"
+            toks = list(range(100 + done, 100 + done + k))
+            out.append(Rollout(i, list(p), toks, "", [-0.1 * v] * k, reason))
+        return out
+
+
+def test_partial_rollout_continues_under_the_adapter_that_arrives_mid_generation():
+    import queue as q
+
+    cmd = q.Queue()
+    loaded = []
+    policy = SimpleNamespace(
+        load_adapter_state=loaded.append, tokenizer=SimpleNamespace(decode=lambda ids, **kw: "t")
+    )
+    ref = [None]
+    engine = _ChunkEngine(ref, stop_after={1: 5})
+    loop = producer_mod._SamplerLoop(policy, engine, cmd)
+    ref[0] = loop
+    cmd.put(("adapter", 1, {"w": 1}))  # arrives while the first chunk is sampled
+    out = loop.generate_partial([[1, 2], [3, 4]], 1, SamplingParams(max_new_tokens=12), chunk=4)
+    a, b = out
+    assert a.completion_ids == [100, 101, 102, 103, 104] and a.finish_reason == "stop"
+    assert a.token_versions == [0, 0, 0, 0, 1] and a.adapter_version == 0
+    assert a.sample_logprobs == pytest.approx([0.0] * 4 + [-0.1])  # the sampler's, per token
+    assert b.completion_ids == list(range(100, 112)) and b.token_versions == [0] * 4 + [1] * 8
+    # the second chunk's prompt is the prompt plus the tokens so far
+    assert engine.calls[1] == [[1, 2, 100, 101, 102, 103], [3, 4, 100, 101, 102, 103]]
+    assert loaded == [{"w": 1}] and loop.version == 1
+
+
+def test_partial_rollout_leaves_an_adapter_queued_behind_a_request_for_after_it():
+    import queue as q
+
+    cmd = q.Queue()
+    policy = SimpleNamespace(
+        load_adapter_state=lambda s: None, tokenizer=SimpleNamespace(decode=lambda i, **k: "")
+    )
+    ref = [None]
+    loop = producer_mod._SamplerLoop(policy, _ChunkEngine(ref), cmd)
+    ref[0] = loop
+    cmd.put(("generate", 9, [[1, 2]], 1, SamplingParams(), 0))
+    cmd.put(("adapter", 1, {}))
+    (r,) = loop.generate_partial([[1, 2]], 1, SamplingParams(max_new_tokens=8), chunk=4)
+    assert r.token_versions == [0] * 8  # the adapter belongs after request 9
+    assert loop.next_command()[0] == "generate" and loop.next_command()[0] == "adapter"
