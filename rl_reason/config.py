@@ -362,7 +362,6 @@ class RolloutConfig(Section):
         "when the step needs them; K >= 1 samples up to K batches ahead while the trainer "
         "updates, and a batch is trained on only if its adapter is at most K versions behind.",
         ge=0,
-        resume_safe=False,
     )
     stale_policy: StalePolicy = setting(
         "drop",
@@ -395,6 +394,13 @@ class RolloutConfig(Section):
                 at,
                 "servers",
                 "rollout.engine=server needs at least one server URL, e.g. [http://127.0.0.1:8000]",
+            )
+        if self.partial and (self.max_staleness == 0 or self.engine == "server"):
+            raise self.invalid(
+                at,
+                "partial",
+                "partial rollouts need rollout.max_staleness >= 1 and rollout.engine hf or vllm "
+                "(a sampler process); see docs/ASYNC.md",
             )
 
 
@@ -484,6 +490,12 @@ class AlgorithmConfig(Section):
     )
     is_band_low: float = setting(0.5, doc="Lower edge of the sequence-level ratio band.", gt=0)
     is_band_high: float = setting(2.0, doc="Upper edge of the sequence-level ratio band.", gt=0)
+
+    def validate(self, at: str) -> None:
+        if self.is_band_low >= self.is_band_high:
+            raise self.invalid(
+                at, "is_band_low", f"must be below is_band_high ({self.is_band_low} >= {self.is_band_high})"
+            )
 
 
 @dataclass

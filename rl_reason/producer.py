@@ -114,7 +114,8 @@ class SyncProducer:
         return {}
 
     def load_state_dict(self, state: Optional[dict]) -> None:
-        pass
+        if state and state.get("cursor_before"):  # resumed from a K >= 1 run: its pending
+            self.t.sampler.load_state_dict(state["cursor_before"])  # prompts come next
 
     def close(self) -> None:
         pass

@@ -479,3 +479,17 @@ def test_partial_rollout_leaves_an_adapter_queued_behind_a_request_for_after_it(
     (r,) = loop.generate_partial([[1, 2]], 1, SamplingParams(max_new_tokens=8), chunk=4)
     assert r.token_versions == [0] * 8  # the adapter belongs after request 9
     assert loop.next_command()[0] == "generate" and loop.next_command()[0] == "adapter"
+
+
+def test_recipe_errors_name_the_key():
+    from rl_reason.errors import ConfigError
+
+    with pytest.raises(
+        ConfigError, match="rollout.partial: partial rollouts need rollout.max_staleness >= 1"
+    ):
+        load_config(TINY, ["rollout.partial=true"])
+    with pytest.raises(ConfigError, match="algorithm.is_band_low: must be below is_band_high"):
+        load_config(TINY, ["algorithm.is_band_low=3"])
+    with pytest.raises(ConfigError, match="stale_policy"):
+        load_config(TINY, ["rollout.stale_policy=keep"])
+    assert load_config(TINY, ["rollout.partial=true", "rollout.max_staleness=2"]).rollout.partial
