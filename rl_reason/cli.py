@@ -107,7 +107,8 @@ def _train(cfg, run_dir: Path, *, resume=None, overwrite: bool = False, recipe: 
             print(f"held-out accuracy: before={before:.3f} after={after:.3f}")
         elif after is not None:
             print(f"held-out accuracy: after={after:.3f}")
-        print(f"run dir: {run_dir}")
+        # the run dir was printed at the start (or named by the resume); say what was made
+        print(f"adapter: {run_dir / 'adapter'} (step {summary['step']} of {cfg.train.steps})")
     return summary
 
 

@@ -541,6 +541,43 @@ class CheckerConfig(Section):
 
 
 @dataclass
+class JudgeConfig(Section):
+    """The model `math_judge` asks whether an answer the rules rejected is equivalent anyway.
+
+    Loaded once by the trainer and served to the scoring workers; asked greedily, only after
+    `math_answer` said no, and its yes/no verdicts cached by (gold, answer). See
+    [REWARDS.md](REWARDS.md#math_judge).
+    """
+
+    model: Optional[str] = setting(
+        None,
+        doc="Chat model: a built-in name, a hub id or a local directory (none: `math_judge` cannot be used).",
+    )
+    engine: EngineName = setting(
+        "hf",
+        doc="Engine serving it: `hf` (transformers, in the trainer's process), `vllm` or "
+        "`server` (as `rollout.engine`).",
+    )
+    max_new_tokens: int = setting(8, doc="Reply length; the verdict is the reply's first word.", gt=0)
+    cache_file: Optional[str] = setting(
+        None,
+        doc="JSONL file of verdicts, read at start and appended to, so a resumed run or a "
+        "second run asks no question twice (none: kept in memory only).",
+    )
+
+    def validate(self, at: str) -> None:
+        if self.model is not None:
+            name = self.model.strip()
+            if not name:
+                raise self.invalid(at, "model", "is empty; name a model or leave it out")
+            local = name.startswith((".", "/", "~"))
+            if local and not Path(name).expanduser().is_dir():
+                raise self.invalid(at, "model", f"{name!r}: no such directory")
+        if self.cache_file is not None and Path(self.cache_file).expanduser().is_dir():
+            raise self.invalid(at, "cache_file", f"{self.cache_file!r} is a directory; name a file")
+
+
+@dataclass
 class RewardsConfig(Section):
     """How completions are scored: checkers run in worker processes with hard timeouts.
 
@@ -583,6 +620,7 @@ class RewardsConfig(Section):
         "`rl-reason resume` finds it as printed.",
         shown="`[]`",
     )
+    judge: JudgeConfig = setting(doc="The model `math_judge` asks.", factory=JudgeConfig)
 
     def validate(self, at: str) -> None:
         if not self.checkers:
@@ -593,6 +631,13 @@ class RewardsConfig(Section):
             if alias in seen:
                 raise self.invalid(at, f"checkers[{i}]", f"metric name {alias!r} used twice; set alias")
             seen.add(alias)
+            if checker.name == "math_judge" and self.judge.model is None:
+                raise self.invalid(
+                    at,
+                    "judge.model",
+                    f"checkers[{i}] is math_judge, which asks a model: name one (e.g. "
+                    "rewards.judge.model=smollm2-135m-instruct)",
+                )
 
 
 @dataclass

@@ -174,6 +174,15 @@ def _read_rows(source: str, builtin: Optional[EvalSpec]) -> list[dict]:
         from rl_reason.data import _load_rows
 
         return _load_rows(DataConfig(source=source), None)
+    from rl_reason import hub  # offline: one line in seconds, not a minute of retries
+
+    hub.require(
+        source,
+        repo_type="dataset",
+        key=builtin.name,
+        error=DataError,
+        way_out=f"set {DATA_DIR_ENV} to a folder holding {builtin.local_file}, or pass --data FILE",
+    )
     try:
         import datasets
 

@@ -103,9 +103,10 @@ def _cached(repo_id: str, repo_type: str) -> bool:
     return False
 
 
-def require(repo_id: str, *, repo_type: str, key: str, error: type) -> None:
+def require(repo_id: str, *, repo_type: str, key: str, error: type, way_out: Optional[str] = None) -> None:
     """Before loading hub id ``repo_id`` (``repo_type`` "model" or "dataset", named by recipe
-    ``key``): offline, switch the libraries to the cache, or raise ``error`` in one line."""
+    ``key``): offline, switch the libraries to the cache, or raise ``error`` in one line.
+    ``way_out`` replaces the closing "set KEY to a local directory or file"."""
     if not looks_like_hub_id(repo_id):
         return
     why = offline_reason()
@@ -117,5 +118,5 @@ def require(repo_id: str, *, repo_type: str, key: str, error: type) -> None:
     raise error(
         f"{key}={repo_id!r}: {why}, and the {repo_type} is not in the Hugging Face cache "
         f"({_hub_cache()}); download it once where the hub is reachable (later runs read the "
-        f"cache, e.g. with HF_HUB_OFFLINE=1), or set {key} to a local directory or file"
+        f"cache, e.g. with HF_HUB_OFFLINE=1), or {way_out or f'set {key} to a local directory or file'}"
     )

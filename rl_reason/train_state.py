@@ -198,3 +198,16 @@ def keep_best(trainer, step: int, eval_metrics: dict) -> None:
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     trainer.dist.barrier()
+
+
+def make_optimizers(cfg, params, critic) -> tuple[Any, Any, Any, Any]:
+    """AdamW and its LR schedule for the policy's LoRA parameters, and (PPO) for the critic's:
+    (optimizer, scheduler, critic_optimizer, critic_scheduler), the critic pair None without one."""
+    optimizer = torch.optim.AdamW(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    critic_optimizer = critic_scheduler = None
+    if critic is not None:
+        critic_optimizer = torch.optim.AdamW(
+            critic.parameters(), lr=cfg.critic.lr, weight_decay=cfg.train.weight_decay
+        )
+        critic_scheduler = make_scheduler(critic_optimizer, cfg)
+    return optimizer, make_scheduler(optimizer, cfg), critic_optimizer, critic_scheduler

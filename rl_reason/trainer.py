@@ -18,27 +18,16 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 
 from rl_reason import algorithms, guards, train_state, update
-from rl_reason.batching import TrainBatch, collate  # noqa: F401  (re-exported for callers)
 from rl_reason.config import RunConfig, config_hash, dump_yaml, to_dict
-from rl_reason.distributed import AccelerateDist, Reduction, reduce_metrics
+from rl_reason.distributed import AccelerateDist
 from rl_reason.errors import ConfigError, RLReasonError, RunDirError
 from rl_reason.rollout import Rollout, SamplingParams
+from rl_reason.step_metrics import rollout_rows, step_metrics
 
 log = logging.getLogger("rl_reason")
-
-# step metrics reduced by their maximum over ranks (the slowest rank, the longest completion)
-STEP_MAX = (
-    "completion/len_max",
-    "rollout/logprob_diff_max",
-    "policy/is_weight_max",
-    "time/generate_s",
-    "time/score_s",
-    "time/update_s",
-)
 
 
 class Trainer:
@@ -52,8 +41,6 @@ class Trainer:
         resume_from: Optional[Path] = None,
         recipe_path: Optional[str] = None,
     ):
-        from rewards.runner import CheckerSpec, Scorer
-        from rl_reason import data
         from rl_reason.rollout.factory import make_engine
         from rl_reason.tracking import Tracker
 
@@ -77,15 +64,7 @@ class Trainer:
                 f"the number of processes ({world}) so every rank gets whole groups"
             )
 
-        # data
-        self.records = data.load_records(cfg.data, seed=cfg.train.seed)
-        from rl_reason.evaluate import training_eval_set
-
-        self.eval_records, self.eval_scorer = training_eval_set(cfg, data)
-        self.sampler = data.PromptSampler(
-            self.records, cfg.rollout.prompts_per_step, seed=cfg.train.seed, shuffle=cfg.data.shuffle
-        )
-
+        self._load_data()
         self._build_models(make_engine)
         self.sampling = SamplingParams(
             max_new_tokens=cfg.rollout.max_new_tokens,
@@ -98,17 +77,7 @@ class Trainer:
 
         self.producer = make_producer(self)  # rollout.max_staleness: sample now or ahead
 
-        # rewards
-        self.checker_specs = [
-            CheckerSpec(name=c.name, weight=c.weight, params=dict(c.params), alias=c.alias)
-            for c in cfg.rewards.checkers
-        ]
-        self.scorer = Scorer(
-            self.checker_specs,
-            timeout_s=cfg.rewards.timeout_s,
-            workers=cfg.rewards.workers,
-            on_error=cfg.rewards.on_error,
-        )
+        self._build_scorer()
         # bad steps are skipped; too many in a row stop the run (rl_reason/guards.py)
         self.guard = guards.BadStepGuard(cfg.train.max_bad_steps)
         self.no_update = guards.NoUpdateWatch()
@@ -126,6 +95,36 @@ class Trainer:
                 start_step=self.start_step,
                 state=tracker_state,
             )
+
+    def _load_data(self) -> None:
+        """Training prompts, the held-out set (and its scorer) and the per-step prompt sampler."""
+        from rl_reason import data
+        from rl_reason.evaluate import training_eval_set
+
+        cfg = self.cfg
+        self.records = data.load_records(cfg.data, seed=cfg.train.seed)
+        self.eval_records, self.eval_scorer = training_eval_set(cfg, data)
+        self.sampler = data.PromptSampler(
+            self.records, cfg.rollout.prompts_per_step, seed=cfg.train.seed, shuffle=cfg.data.shuffle
+        )
+
+    def _build_scorer(self) -> None:
+        """The recipe's checkers, run in worker processes with a timeout (rewards/runner.py)."""
+        from rewards.runner import CheckerSpec, Scorer
+        from rl_reason.judging import start_judge  # math_judge's model, before workers fork
+
+        rewards = self.cfg.rewards
+        self.judge = start_judge(self.cfg, self.run_dir)
+        self.checker_specs = [
+            CheckerSpec(name=c.name, weight=c.weight, params=dict(c.params), alias=c.alias)
+            for c in rewards.checkers
+        ]
+        self.scorer = Scorer(
+            self.checker_specs,
+            timeout_s=rewards.timeout_s,
+            workers=rewards.workers,
+            on_error=rewards.on_error,
+        )
 
     def _build_models(self, make_engine) -> None:
         """Policy (and critic), sharding, the rollout engine, optimizers: the update's Learner."""
@@ -152,14 +151,9 @@ class Trainer:
             cfg.rollout, self.policy, self.run_dir, lockstep=dist if dist.sharded else None, dist=dist
         )
         self.params = self.policy.trainable_parameters()
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-        self.scheduler = train_state.make_scheduler(self.optimizer, cfg)
-        self.critic_optimizer = self.critic_scheduler = None
-        if self.critic is not None:
-            self.critic_optimizer = torch.optim.AdamW(
-                self.critic.parameters(), lr=cfg.critic.lr, weight_decay=cfg.train.weight_decay
-            )
-            self.critic_scheduler = train_state.make_scheduler(self.critic_optimizer, cfg)
+        self.optimizer, self.scheduler, self.critic_optimizer, self.critic_scheduler = (
+            train_state.make_optimizers(cfg, self.params, self.critic)
+        )
         self.learner = update.Learner(
             cfg,
             dist,
@@ -236,6 +230,8 @@ class Trainer:
             self.scorer.close()
             if self.eval_scorer is not None:
                 self.eval_scorer.close()
+            if self.judge is not None:
+                self.judge.close()
             if self.tracker is not None:
                 self.tracker.close()
         summary = {"step": step, "eval_before": first_eval, "eval_after": last_eval}
@@ -280,10 +276,16 @@ class Trainer:
         self.producer.after_update(step)  # the engine (or the sampler) gets adapter version `step`
 
         # 5. metrics
-        metrics = self._step_metrics(scores, rollouts, keep, update_stats, (t_gen, t_score, t_update), t_step)
-        metrics.update(got.metrics)
-        if self.cfg.logging.log_rollouts:
-            self._log_rollouts(step, local, rollouts, scores, advantages, keep)
+        times = (t_gen, t_score, t_update)
+        lr = self.scheduler.get_last_lr()[0]
+        metrics = step_metrics(
+            dist, scores, rollouts, keep, update_stats, times, t_step, bad=bool(self.bad), lr=lr
+        )
+        metrics.update(got.metrics)  # async/* from the producer (empty when synchronous)
+        if cfg.logging.log_rollouts:
+            rows = dist.gather_objects(rollout_rows(step, local, rollouts, scores, advantages, keep))
+            if self.tracker is not None:
+                self.tracker.log_rollouts(step, [row for part in rows for row in part])
         return metrics
 
     def _sequence_advantages(self, scores, rollouts: list[Rollout]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -300,79 +302,14 @@ class Trainer:
             keep &= ~algorithms.uniform_group_mask(rewards_t, group_ids)
         return advantages, keep
 
-    def _step_metrics(self, scores, rollouts, keep, update_stats, times, t_step) -> dict[str, float]:
-        """One step's metrics, reduced over ranks as each is declared (mean unless named)."""
-        dist = self.dist
-        lens = [len(r.completion_ids) for r in rollouts]
-        group_ids = torch.tensor([r.prompt_index for r in rollouts], dtype=torch.long)
-        gen_tokens = dist.sum([sum(lens)])[0]
-        metrics: dict[str, float] = dict(scores.metrics())
-        metrics.update(
-            {
-                "completion/len_mean": float(np.mean(lens)) if lens else 0.0,
-                "completion/len_max": float(max(lens)) if lens else 0.0,
-                "completion/truncated_frac": float(np.mean([r.truncated for r in rollouts]))
-                if rollouts
-                else 0.0,
-                "groups/kept_frac": float(keep.float().mean()) if len(keep) else 0.0,
-                # counts for the progress line (summed over ranks)
-                "count/groups": float(len(set(group_ids.tolist()))),
-                "count/groups_kept": float(len(set(group_ids[keep].tolist()))),
-                "count/samples": float(len(rollouts)),
-                "guard/bad_step": 1.0 if self.bad else 0.0,
-                "time/generate_s": times[0],
-                "time/score_s": times[1],
-                "time/update_s": times[2],
-            }
-        )
-        metrics.update(update_stats)
-        how: dict[str, Reduction] = {k: "max" for k in STEP_MAX}
-        how.update({k: "sum" for k in ("count/groups", "count/groups_kept", "count/samples")})
-        for alias in scores.scores:  # error, timeout and stdout counts add up; the rest are means
-            for count in ("errors", "timeouts", "stdout_lines"):
-                how[f"reward/{alias}/{count}"] = "sum"
-        metrics = reduce_metrics(dist, metrics, how)
-        step_s = dist.max(time.perf_counter() - t_step)
-        metrics["time/step_s"] = step_s
-        metrics["throughput/tokens_per_s"] = gen_tokens / max(step_s, 1e-9)
-        metrics["policy/lr"] = self.scheduler.get_last_lr()[0]
-        return metrics
-
     def update(self, rollouts: list[Rollout], advantages: torch.Tensor, keep: torch.Tensor, step: int):
         """Critic then actor update on the kept sequences (rl_reason.update.update)."""
         return update.update(self.learner, rollouts, advantages, keep, step)
-
-    def _logprobs(self, model, t, with_entropy: bool = False):
-        return update.logprobs(self.learner, model, t, with_entropy)
 
     # ------------------------------------------------------------------ outputs
     def _log(self, step: int, metrics: dict[str, float]) -> None:
         if self.tracker is not None:
             self.tracker.log(step, metrics)
-
-    def _log_rollouts(self, step, records, rollouts, scores, advantages, keep) -> None:
-        rows = []
-        for i, r in enumerate(rollouts):
-            rec = records[r.prompt_index]
-            rows.append(
-                {
-                    "step": step,
-                    "prompt_id": rec.id,
-                    "answer": rec.fields.get("answer"),
-                    "completion": r.completion_text,
-                    "tokens": len(r.completion_ids),
-                    "finish_reason": r.finish_reason,
-                    "rewards": {k: v[i] for k, v in scores.scores.items()},
-                    "total": scores.total[i],
-                    "correct": scores.correct[i],
-                    "advantage": float(advantages[i]) if keep[i] else 0.0,
-                    "in_update": bool(keep[i]),
-                    "adapter_version": r.adapter_version,
-                }
-            )
-        rows_all = self.dist.gather_objects(rows)
-        if self.tracker is not None:
-            self.tracker.log_rollouts(step, [row for part in rows_all for row in part])
 
     def _write_run_files(self) -> None:
         if not self.dist.is_main:

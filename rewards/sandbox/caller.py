@@ -206,7 +206,9 @@ def capabilities() -> dict:
     "socket-blocked"), ``namespaces`` (whether namespaces were tried at all, see
     ``NAMESPACES``), ``seccomp`` (a seccomp filter refuses every ``socket()`` in the model's
     processes, across exec too; without it sockets are refused by patching the model
-    interpreter's ``socket`` module only, which a subprocess or ctypes can get around).
+    interpreter's ``socket`` module only, which a subprocess or ctypes can get around),
+    ``workdir_root`` (without a mount namespace: the tmpfs, normally ``/dev/shm``, that holds
+    the runs' working directories; None: the system's temporary directory).
     """
     return dict(_get_zygote().info)
 

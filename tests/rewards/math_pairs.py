@@ -26,6 +26,11 @@ INTEGERS = [
     ("10,\\!080", "10080", T),
     ("11,\\! 111,\\! 111,\\! 100", "11111111100", T),
     ("11,\\! 111,\\! 111,\\! 100", "11111111000", F),
+    # \! is spacing: the digits render side by side, and a reader reads one number (issue 14's
+    # dropped hack row, decided: docs/REWARDS.md "Decided edge cases")
+    ("12", "1\\!\\!\\!2", T),
+    ("1, 2", "1\\!\\!\\!2", F),
+    ("1", "1\\!\\!\\!2", F),
     ("58,500", "58500", T),
     ("2220", "2,220", T),
     ("18", "18.5", F),
@@ -141,6 +146,8 @@ PERCENT = [
     ("50\\%", "5", F),
     ("50\\%", "0.05", F),
     ("50", "50\\%", T),
+    ("5", "5\\%", T),  # a plain gold of a percent question: the sign is the unit, not a trick
+    ("5", "6\\%", F),
     ("0.5", "50", F),
     ("50", "0.5", F),
     ("12.5\\%", "0.125", T),
@@ -469,6 +476,11 @@ RATIOS = [
     ("\\frac{5}{8}", "5:8", T),
     ("2:3", "0.6", F),
     ("1:2", "1/2", T),
+    # the gold decides the reading: 1:1 is no time of day (minutes have two digits), so
+    # 12:12 is the ratio 1; a gold that is a time wants that time
+    ("1:1", "12:12", T),
+    ("12:12", "1:1", F),
+    ("12:12", "12:12", T),
 ]
 
 TEXT = [

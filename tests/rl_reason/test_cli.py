@@ -81,3 +81,12 @@ def test_fsdp_with_cpu_ram_efficient_loading_is_one_line_error(tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and "fsdp_cpu_ram_efficient_loading must be false" in err
+
+
+def test_fresh_train_prints_the_run_dir_once(tmp_path, capsys):
+    run = tmp_path / "once"
+    args = ["train.steps=1", "eval.at_start=false", "eval.at_end=false", "checkpoint.every=0"]
+    assert main(["train", str(TINY), "--run-dir", str(run), *args, "logging.progress=false"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(f"run dir: {run}") == 1, out
+    assert f"adapter: {run / 'adapter'} (step 1 of 1)" in out and (run / "adapter").is_dir()

@@ -146,6 +146,7 @@ def _fake_trainer(k=1, stale_policy="drop", steps=6, restarts=1):
             producer_timeout_s=1.0,
             sampler_restarts=restarts,
             num_generations=1,
+            partial=False,
         ),
         train=SimpleNamespace(seed=0, steps=steps),
     )

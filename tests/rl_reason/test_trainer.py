@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
+from rl_reason.batching import TrainBatch, collate
 from rl_reason.cli import main
-from rl_reason.trainer import TrainBatch, collate
 
 from .conftest import TINY
 

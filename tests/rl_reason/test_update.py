@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from rewards.runner import CheckerSpec, Scorer
-from rl_reason import algorithms
+from rl_reason import algorithms, update
+from rl_reason.batching import TrainBatch, collate
 from rl_reason.config import load_config
 from rl_reason.rollout import Rollout
-from rl_reason.trainer import TrainBatch, Trainer, collate
+from rl_reason.trainer import Trainer
 
 from .conftest import TINY
 
@@ -147,9 +148,9 @@ def test_kl_is_against_the_adapter_switched_off(tmp_path):
     )
     mb = collate(tb, list(range(len(rolls))), t.policy.tokenizer.pad_token_id, "cpu")
     with torch.no_grad():
-        lp = t._logprobs(t.policy.model, mb)[0]
+        lp = update.logprobs(t.learner, t.policy.model, mb)[0]
         with t.policy.reference():
-            ref = t._logprobs(t.policy.model, mb)[0]
+            ref = update.logprobs(t.learner, t.policy.model, mb)[0]
     want = float((algorithms.kl_estimate(lp, ref, "k3") * mb.mask).sum() / mb.mask.sum())
     second, _ = t.update(rolls, ADV, keep, step=2)
     assert want > 1e-4

@@ -278,6 +278,29 @@ class RunGroups:
 # ---------------------------------------------------------------- stray processes and files
 
 
+def tmpfs_dir(candidates: tuple = ("/dev/shm",)) -> Optional[str]:
+    """The first of ``candidates`` that is a writable tmpfs mount point, if any.
+
+    Runs without a mount namespace of their own get their working directories there rather
+    than in the host's ``/tmp``: on a disk file system a run's files cost disk writes, and
+    removing them can cost far more (mounted with ``discard``, ext4 issues a synchronous
+    discard for every directory it frees: removing a 1200-deep tree took 6 s to over 30 s
+    here, against 30 ms on a tmpfs). Pages of a tmpfs are charged to the memory cgroup of the
+    process that writes them, so the sandboxes' shared memory cap bounds them too."""
+    try:
+        with open("/proc/self/mountinfo") as fh:
+            mounts = {}
+            for line in fh:
+                left, _, right = line.partition(" - ")
+                mounts[left.split()[4]] = right.split(" ", 1)[0]
+    except (OSError, IndexError):
+        return None
+    for d in candidates:
+        if mounts.get(d) == "tmpfs" and os.access(d, os.W_OK | os.X_OK):
+            return d
+    return None
+
+
 def sweep_uid(uid: int) -> None:
     """Kill every process running as ``uid`` (a helper that becomes ``uid`` and signals -1:
     an unprivileged kill(-1) reaches exactly the processes of its own uid; SIGKILL cannot be

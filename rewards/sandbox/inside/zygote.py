@@ -121,6 +121,8 @@ def setup(parent_cwd: str, hide: list, namespaces: bool = True, cgroups: bool = 
         else "process-group"
     )
     info["seccomp"] = system.probe_seccomp()
+    # where runs without a mount namespace work (None: the temporary directory's default)
+    info["workdir_root"] = None if info["mount_ns"] else system.tmpfs_dir()
     for name in _PRELOAD:
         try:
             __import__(name)
@@ -256,7 +258,9 @@ class Zygote:
             return d
         import tempfile
 
-        d = tempfile.mkdtemp(prefix="rl-sbx-")
+        # on a tmpfs where there is one: see system.tmpfs_dir (removal from a disk with
+        # synchronous discard took tens of seconds for a deep tree)
+        d = tempfile.mkdtemp(prefix="rl-sbx-", dir=self.info.get("workdir_root"))
         os.chmod(d, 0o711)  # the run's uid must reach its own subdirectory
         return d
 
@@ -288,19 +292,30 @@ class Zygote:
     def reap(self) -> None:
         while True:  # reap harnesses, removers and adopted orphans
             try:
-                pid, _st = os.waitpid(-1, os.WNOHANG)
+                # Look first (WNOWAIT): an exited child stays a zombie until what its exit
+                # starts (a run's kill and remover, a remover's retry) has started, so this
+                # process never has no children while cleanup is still due: "no children"
+                # means "nothing left to do" (the tests wait on exactly that).
+                res = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
             except ChildProcessError:
                 break
             except BaseException:
                 break
-            if not pid:
+            if res is None or not res.si_pid:
                 break
-            removed = self.removers.pop(pid, None)
-            if removed is not None and removed[1] < 3 and os.path.lexists(removed[0]):
-                self._remove(removed[0], removed[1] + 1)  # something was still writing
-            run = self.runs.pop(pid, None)
-            if run is not None:
-                self._finish(run)
+            pid = res.si_pid
+            try:
+                removed = self.removers.pop(pid, None)
+                if removed is not None and removed[1] < 3 and os.path.lexists(removed[0]):
+                    self._remove(removed[0], removed[1] + 1)  # something was still writing
+                run = self.runs.pop(pid, None)
+                if run is not None:
+                    self._finish(run)
+            finally:
+                try:
+                    os.waitpid(pid, 0)  # a zombie: returns at once
+                except ChildProcessError:
+                    pass
         self._kill_orphans()
         for d in list(self.doomed):
             try:
