@@ -141,6 +141,8 @@ AnswerFormat = Literal["auto", "gsm8k", "boxed", "plain"]
 Template = Literal["chat", "plain"]
 EngineName = Literal["hf", "vllm", "server"]
 SyncMode = Literal["hotload", "merge"]
+StalePolicy = Literal["drop", "resample"]
+ISCorrection = Literal["token_truncate", "seq_truncate", "seq_mask"]
 # algorithm.name is any name in the algorithm registry (rl_reason/algorithms/registry.py): the
 # registry, not a list here, says which exist, so a registered algorithm needs no config edit
 AlgorithmName = str
@@ -385,6 +387,37 @@ class RolloutConfig(Section):
         None,
         doc="server engine: directory the servers can read adapters from (default: `RUN_DIR/live_adapters`).",
     )
+    max_staleness: int = setting(
+        0,
+        doc="Asynchronous sampling (see [ASYNC.md](ASYNC.md)): 0 samples each step's rollouts "
+        "when the step needs them; K >= 1 samples up to K batches ahead while the trainer "
+        "updates, and a batch is trained on only if its adapter is at most K versions behind.",
+        ge=0,
+    )
+    stale_policy: StalePolicy = setting(
+        "drop",
+        doc="max_staleness >= 1: a batch more than K versions behind is `drop`ped (the next one "
+        "is taken) or `resample`d with the current adapter; both are counted in `async/*`.",
+    )
+    producer_timeout_s: float = setting(
+        1800.0,
+        doc="max_staleness >= 1: longest wait for one message from the sampler (start-up, a "
+        "batch) before the run stops with an error naming what it waited for.",
+        gt=0,
+    )
+    sampler_restarts: int = setting(
+        1,
+        doc="max_staleness >= 1 with `hf`/`vllm`: times a dead sampler process is restarted "
+        "(its pending requests replayed) before the run stops with one line.",
+        ge=0,
+    )
+    partial: bool = setting(
+        False,
+        doc="max_staleness >= 1 with `hf`/`vllm`: sample in chunks of `partial_chunk` tokens; "
+        "an adapter that arrives mid-generation is loaded between chunks and the completion "
+        "continues under it (each token records its version; not bitwise reproducible).",
+    )
+    partial_chunk: int = setting(16, doc="rollout.partial: tokens sampled between adapter checks.", gt=0)
 
     def validate(self, at: str) -> None:
         if self.engine == "server" and not self.servers:
@@ -392,6 +425,13 @@ class RolloutConfig(Section):
                 at,
                 "servers",
                 "rollout.engine=server needs at least one server URL, e.g. [http://127.0.0.1:8000]",
+            )
+        if self.partial and (self.max_staleness == 0 or self.engine == "server"):
+            raise self.invalid(
+                at,
+                "partial",
+                "partial rollouts need rollout.max_staleness >= 1 and rollout.engine hf or vllm "
+                "(a sampler process); see docs/ASYNC.md",
             )
 
 
@@ -495,8 +535,22 @@ class AlgorithmConfig(Section):
         doc="Mixture-of-experts bases: weight of the load-balancing loss in the actor loss (0 is off).",
         ge=0,
     )
+    is_correction: ISCorrection = setting(
+        "token_truncate",
+        doc="Off-policy correction against the sampler's log-probs (rl_reason/algorithms/"
+        "offpolicy.py): `token_truncate` (per token min(ratio, `is_cap`), on when `is_cap` > 0), "
+        "`seq_truncate` (each sequence weighted by its geometric-mean ratio clamped to "
+        "[`is_band_low`, `is_band_high`]), `seq_mask` (a sequence whose geometric-mean ratio "
+        "leaves the band is left out of the loss).",
+    )
+    is_band_low: float = setting(0.5, doc="Lower edge of the sequence-level ratio band.", gt=0)
+    is_band_high: float = setting(2.0, doc="Upper edge of the sequence-level ratio band.", gt=0)
 
     def validate(self, at: str) -> None:
+        if self.is_band_low >= self.is_band_high:
+            raise self.invalid(
+                at, "is_band_low", f"must be below is_band_high ({self.is_band_low} >= {self.is_band_high})"
+            )
         from rl_reason.algorithms.losses import POLICY_LOSSES  # the registered losses are the choices
 
         if self.policy_loss not in POLICY_LOSSES:

@@ -16,6 +16,7 @@ from rl_reason.rollout import Rollout
 STEP_MAX = (
     "completion/len_max",
     "rollout/logprob_diff_max",
+    "policy/is_weight_max",
     "time/generate_s",
     "time/score_s",
     "time/update_s",
@@ -92,6 +93,7 @@ def rollout_rows(
                 "correct": scores.correct[i],
                 "advantage": float(advantages[i]) if keep[i] else 0.0,
                 "in_update": bool(keep[i]),
+                "adapter_version": r.adapter_version,  # rl_reason/producer.py
             }
         )
     return rows

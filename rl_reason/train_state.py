@@ -107,6 +107,7 @@ def save(trainer, step: int) -> Optional[Path]:
             "rng": rngs,
             "tracker": trainer.tracker.state_dict() if trainer.tracker else {},
             "best": dict(trainer.best),
+            "producer": trainer.producer.state_dict(),  # rl_reason/producer.py: pending requests
         }
         if lr.critic is not None:
             state["critic_optimizer"] = lr.critic_optimizer.state_dict()
@@ -151,6 +152,7 @@ def load(trainer, ckpt: Path) -> dict:
     lr.optimizer.load_state_dict(state["optimizer"])
     lr.scheduler.load_state_dict(state["scheduler"])
     trainer.sampler.load_state_dict(state["sampler"])
+    trainer.producer.load_state_dict(state.get("producer"))  # after the sampler: it may rewind it
     rngs = state.get("rng") or []
     if trainer.dist.rank < len(rngs):
         rng = rngs[trainer.dist.rank]

@@ -73,6 +73,9 @@ class Trainer:
             top_k=cfg.rollout.top_k,
             stop=tuple(cfg.rollout.stop),
         )
+        from rl_reason.producer import make_producer
+
+        self.producer = make_producer(self)  # rollout.max_staleness: sample now or ahead
 
         self._build_scorer()
         # bad steps are skipped; too many in a row stop the run (rl_reason/guards.py)
@@ -226,6 +229,7 @@ class Trainer:
             self._save_final_adapter()
         finally:
             stop.restore()
+            self.producer.close()  # stops the sampler process or thread, if any
             self.engine.close()  # vLLM: shut down, drop tmpfs adapter copies, unload from servers
             self.scorer.close()
             if self.eval_scorer is not None:
@@ -242,14 +246,9 @@ class Trainer:
         t_step = time.perf_counter()
         torch.manual_seed(train_state.step_seed(cfg.train.seed, step, dist.rank))
 
-        batch_records = self.sampler.next_batch()
-        local = batch_records[dist.rank :: dist.world]
-        n = cfg.rollout.num_generations
-
-        # 1. rollouts
-        t0 = time.perf_counter()
-        rollouts = self.engine.generate(self._prompt_ids(local), n, self.sampling)
-        t_gen = time.perf_counter() - t0
+        # 1. rollouts: sampled now (max_staleness 0) or ahead of the update (rl_reason/producer.py)
+        got = self.producer.next_batch(step)
+        local, rollouts, t_gen = got.records, got.rollouts, got.generate_s
 
         # 2. rewards
         t0 = time.perf_counter()
@@ -281,7 +280,7 @@ class Trainer:
         if seq_adv is not None:  # per-token algorithms: log each sequence's mean advantage
             advantages = seq_adv
         t_update = time.perf_counter() - t0
-        self.engine.sync_weights()
+        self.producer.after_update(step)  # the engine (or the sampler) gets adapter version `step`
 
         # 5. metrics
         times = (t_gen, t_score, t_update)
@@ -289,6 +288,7 @@ class Trainer:
         metrics = step_metrics(
             dist, scores, rollouts, keep, update_stats, times, t_step, bad=bool(self.bad), lr=lr
         )
+        metrics.update(got.metrics)  # async/* from the producer (empty when synchronous)
         if cfg.logging.log_rollouts:
             rows = dist.gather_objects(rollout_rows(step, local, rollouts, scores, advantages, keep))
             if self.tracker is not None:

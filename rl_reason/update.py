@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence
 import torch
 
 from rl_reason import algorithms
+from rl_reason.algorithms import offpolicy
 from rl_reason.algorithms.registry import TokenInputs, kl_in_reward, loss_aggregation
 from rl_reason.batching import MicroBatch, micro_batches, train_batch
 from rl_reason.distributed import Dist
@@ -224,6 +225,7 @@ class _Sums:
         self.sums: dict[str, float] = {}
         self.weight = 0.0
         self.diff_max = 0.0
+        self.is_max = 0.0
 
     def add(self, key: str, value: float, w: float = 1.0) -> None:
         self.sums[key] = self.sums.get(key, 0.0) + value * w
@@ -237,11 +239,10 @@ def actor_loss(lr: Learner, t: MicroBatch, k: int, frozen: Frozen, counts: Count
     # measure=True: MoE routing statistics over every update forward (later epochs see a moved policy)
     logp, entropy = logprobs(lr, lr.train_model, t, with_entropy=(epoch == 0), measure=True)
     old = frozen.old_lp[k] if frozen.old_lp[k] is not None else logp.detach()
-    is_w = None
-    if alg.is_cap > 0 and t.sample_logp is not None:
-        # truncated importance sampling: the sampler (e.g. vLLM) is not the trainer; weight
-        # each token by their probability ratio, capped
-        is_w = torch.exp((old - t.sample_logp).clamp(max=20.0)).clamp(max=alg.is_cap)
+    # off-policy correction against the sampler's own log-probs (an older adapter with
+    # rollout.max_staleness >= 1, or vLLM): rl_reason/algorithms/offpolicy.py
+    corr = offpolicy.correction(alg, old, t.sample_logp, t.valid)
+    is_w = corr.weights if corr is not None else None
     loss, stats = algorithms.policy_loss(
         logp,
         old,
@@ -281,6 +282,11 @@ def actor_loss(lr: Learner, t: MicroBatch, k: int, frozen: Frozen, counts: Count
             acc.diff_max = max(acc.diff_max, float(diff.max()) if diff.numel() else 0.0)
             if is_w is not None:
                 acc.add("policy/is_weight_mean", float((is_w * t.mask).sum()))
+                acc.add("policy/is_clip_frac", float((corr.clipped * t.mask).sum()))
+                acc.add("policy/is_mask_frac", float((corr.masked * t.mask).sum()))
+                on = t.mask > 0
+                if on.any():
+                    acc.is_max = max(acc.is_max, float(is_w[on].max()))
     return loss
 
 
@@ -311,6 +317,8 @@ def actor_step(lr: Learner, mbs: Sequence[MicroBatch], frozen: Frozen, counts: C
             counts.valid_local, 1.0
         )
         out["rollout/logprob_diff_max"] = acc.diff_max
+    if "policy/is_weight_mean" in out:
+        out["policy/is_weight_max"] = acc.is_max
     out["policy/grad_norm"] = grad_norm
     if getattr(lr.policy, "routing", None) is not None:
         out.update(lr.policy.routing.pop_metrics())

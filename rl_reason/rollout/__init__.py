@@ -32,6 +32,9 @@ class Rollout:
     # MoE bases, hf engine: (prompt + completion tokens, layers, top_k) experts the sampler ran
     # (rl_reason/moe.py); what routing replay gives the update's forwards
     routed_experts: Optional[Any] = None
+    adapter_version: int = 0  # adapter version it was sampled with (the oldest, when partial)
+    # rollout.partial: the version that sampled each completion token (empty: all adapter_version)
+    token_versions: list[int] = field(default_factory=list)
 
     @property
     def truncated(self) -> bool:

@@ -166,6 +166,8 @@ class ServerEngine:
         self.syncs = 0
         self.current: Optional[str] = None  # adapter name loaded on every server
         self.current_dir: Optional[Path] = None
+        # rl_reason/producer.py turns this off: adapters then arrive through load_adapter_dir
+        self.follow_policy = True
         self.pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="rollout-http")
         for server in self.servers:
             self._check_server(server)
@@ -190,12 +192,16 @@ class ServerEngine:
 
     # ------------------------------------------------------------------ sync
     def sync_weights(self, startup: bool = False) -> None:
-        name = f"rl-reason-{self.tag}-step-{self.syncs}"
         path = self.adapter_dir / f"step-{self.syncs}"
         if path.exists():
             shutil.rmtree(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         self.policy.save_adapter(path)
+        self.load_adapter_dir(path, startup=startup)
+
+    def load_adapter_dir(self, path: Path, startup: bool = False) -> None:
+        """Load a saved adapter on every server under a new name; unload the previous one."""
+        name = f"rl-reason-{self.tag}-step-{self.syncs}"
         for server in self.servers:
             try:
                 server.call("/v1/load_lora_adapter", {"lora_name": name, "lora_path": str(path)})
@@ -221,12 +227,17 @@ class ServerEngine:
             shutil.rmtree(old_dir, ignore_errors=True)
 
     # ------------------------------------------------------------------ generate
-    def generate(self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams) -> list[Rollout]:
+    def generate(
+        self, prompts: Sequence[Sequence[int]], n: int, sampling: SamplingParams, seed: Optional[int] = None
+    ) -> list[Rollout]:
+        """``seed``: draw the request seeds from it rather than the global torch RNG (the
+        producer thread must not touch the trainer's RNG)."""
         if not prompts:
             return []
-        if self.watch.stale():
+        if self.follow_policy and self.watch.stale():
             self.sync_weights()
-        seeds = torch.randint(0, 2**31 - 1, (len(prompts),)).tolist()
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        seeds = torch.randint(0, 2**31 - 1, (len(prompts),), generator=gen).tolist()
         futures = [
             self.pool.submit(self._complete, self.servers[i % len(self.servers)], list(p), n, sampling, seed)
             for i, (p, seed) in enumerate(zip(prompts, seeds))
