@@ -183,6 +183,13 @@ class ModelConfig(Section):
     gradient_checkpointing: bool = setting(
         False, doc="Recompute activations in the backward pass (less memory, ~30% slower)."
     )
+    init_adapter: Optional[str] = setting(
+        None,
+        doc="Start from this LoRA adapter directory (an `rl-reason sft` output, a run's `adapter/` "
+        "or `best_adapter/`) instead of a fresh one; its base model and LoRA shape (r, alpha, "
+        "modules) must match the recipe's, or the run is refused.",
+        resume_safe=False,
+    )
 
     def validate(self, at: str) -> None:
         if self.device == "cpu" and self.dtype == "float16":

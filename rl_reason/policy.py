@@ -273,4 +273,9 @@ def load_policy(
             model = get_peft_model(base, peft_cfg)
         except ValueError as exc:
             raise ModelError(f"lora.target_modules: {exc}".splitlines()[0]) from exc
-    return Policy(model, tokenizer, device)
+    policy = Policy(model, tokenizer, device)
+    if model_cfg.init_adapter:  # start from a saved adapter (rl_reason/adapters.py checks it fits)
+        from rl_reason.adapters import load_init_adapter
+
+        load_init_adapter(policy, model_cfg.init_adapter, model_cfg.name, path, lora_cfg)
+    return policy
