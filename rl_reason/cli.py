@@ -1,4 +1,4 @@
-"""``rl-reason``: train | resume | validate | demo | eval | report | serve.
+"""``rl-reason``: train | resume | validate | demo | eval | report | serve | sft.
 
 User mistakes (a broken recipe, a missing run dir, a bad override) end in one line on stderr
 and a non-zero exit, never a traceback.
@@ -43,9 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--run-dir", default=None)
 
     # subcommands whose modules own their arguments (module top levels stay light: no torch)
-    from rl_reason import eval_cli, report, serve
+    from rl_reason import eval_cli, report, serve, sft
 
-    for mod in (eval_cli, report, serve):
+    for mod in (eval_cli, report, serve, sft):
         mod.add_parser(sub)
     return p
 
@@ -167,6 +167,13 @@ def cmd_resume(args) -> int:
 
     run_dir = Path(args.run_dir)
     from rl_reason.preflight import preflight
+    from rl_reason.sft import run_kind
+
+    kind = run_kind(run_dir)  # an `sft` run or a staged recipe resumes through its own module
+    if kind == "sft":
+        from rl_reason.sft import resume_sft
+
+        return resume_sft(run_dir, args.overrides)
 
     plan = runs.plan_resume(run_dir, args.overrides)
     if plan.finished:  # nothing to train: no checkers, data or model needed
@@ -203,6 +210,7 @@ COMMANDS = {
     "eval": _module_command("eval_cli"),
     "report": _module_command("report"),
     "serve": _module_command("serve"),
+    "sft": _module_command("sft"),
 }
 
 

@@ -664,6 +664,49 @@ class LoggingConfig(Section):
 
 
 @dataclass
+class SftConfig(Section):
+    """Supervised fine-tuning of the same LoRA adapter (`rl-reason sft RECIPE`; TRL's `SFTTrainer`).
+
+    Rows are prompt/completion pairs (`prompt` text through `data.template`,
+    `data.prompt_template` and `data.system_prompt`, as RL renders it) or chat rows
+    (`messages`, whose last assistant turn is the completion, or `messages` plus a `completion`).
+    Only completion tokens carry loss. `rl-reason sample` writes files in this shape. See
+    [STAGES.md](STAGES.md).
+    """
+
+    source: Optional[str] = setting(
+        None,
+        doc="A local `.jsonl`/`.json`/`.parquet` file or a Hugging Face dataset id; required by "
+        "`rl-reason sft`.",
+        resume_safe=False,
+    )
+    config_name: Optional[str] = setting(None, doc="Hub dataset config.", resume_safe=False)
+    split: str = setting("train", doc="Split (hub ids).", resume_safe=False)
+    prompt_field: str = setting(
+        "prompt", doc="Column of the prompt text (rendered with the recipe's template).", resume_safe=False
+    )
+    completion_field: str = setting("completion", doc="Column of the completion text.", resume_safe=False)
+    messages_field: str = setting(
+        "messages", doc="Column of chat messages (used as written, no template applied).", resume_safe=False
+    )
+    limit: Optional[int] = setting(None, doc="Use only the first N rows.", gt=0, resume_safe=False)
+    epochs: float = setting(1.0, doc="Passes over the data (when `steps` is unset).", gt=0, resume_safe=False)
+    steps: Optional[int] = setting(
+        None, doc="Optimizer steps (overrides `epochs`).", gt=0, shown="from `epochs`"
+    )
+    batch_size: int = setting(8, doc="Rows per micro-batch.", gt=0, resume_safe=False)
+    grad_accum: int = setting(1, doc="Micro-batches per optimizer step.", gt=0, resume_safe=False)
+    lr: float = setting(2e-4, doc="AdamW learning rate.", gt=0, resume_safe=False)
+    warmup_steps: int = setting(0, doc="Linear warm-up steps.", ge=0, resume_safe=False)
+    lr_schedule: LRSchedule = setting(
+        "constant", doc="`constant`, `linear` or `cosine` after warm-up.", resume_safe=False
+    )
+    max_length: int = setting(
+        1024, doc="Longest prompt + completion in tokens; longer rows are cut at the end.", gt=0
+    )
+
+
+@dataclass
 class RunConfig(Section):
     """A recipe is a YAML file whose top-level sections are the ones below. Every field has a
     default, so a recipe states only what differs.
@@ -698,6 +741,7 @@ class RunConfig(Section):
     eval: EvalConfig = setting(doc="Held-out evaluation.", factory=EvalConfig)
     checkpoint: CheckpointConfig = setting(doc="Checkpoints.", factory=CheckpointConfig)
     logging: LoggingConfig = setting(doc="Logging.", factory=LoggingConfig)
+    sft: SftConfig = setting(doc="Supervised fine-tuning (`rl-reason sft`).", factory=SftConfig)
 
     def validate(self, at: str = "") -> None:
         """Checks that span sections."""
