@@ -1,4 +1,4 @@
-"""``rl-reason``: train | resume | validate | demo | eval | report | serve | sft.
+"""``rl-reason``: train | resume | validate | demo | eval | report | serve | sft | sample.
 
 User mistakes (a broken recipe, a missing run dir, a bad override) end in one line on stderr
 and a non-zero exit, never a traceback.
@@ -43,9 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--run-dir", default=None)
 
     # subcommands whose modules own their arguments (module top levels stay light: no torch)
-    from rl_reason import eval_cli, report, serve, sft
+    from rl_reason import eval_cli, report, sample, serve, sft
 
-    for mod in (eval_cli, report, serve, sft):
+    for mod in (eval_cli, report, serve, sft, sample):
         mod.add_parser(sub)
     return p
 
@@ -211,6 +211,7 @@ COMMANDS = {
     "report": _module_command("report"),
     "serve": _module_command("serve"),
     "sft": _module_command("sft"),
+    "sample": _module_command("sample"),
 }
 
 

@@ -707,6 +707,34 @@ class SftConfig(Section):
 
 
 @dataclass
+class TeacherConfig(Section):
+    """A second, frozen model: what `rl-reason sample --policy teacher` samples from, and what
+    `algorithm.name: distill` scores the student's tokens with. Loaded once, never trained.
+
+    With `model` unset the teacher is the policy's own base with `adapter` as a second adapter
+    (no second copy of the base); with `model` set it is that model (a bigger base of the same
+    tokenizer), with `adapter` on top when given.
+    """
+
+    model: Optional[str] = setting(
+        None,
+        doc="The teacher's base (built-in name, hub id or directory); unset: the policy's base.",
+        resume_safe=False,
+    )
+    adapter: Optional[str] = setting(
+        None,
+        doc="A LoRA adapter directory on the teacher's base (e.g. a finished run's `adapter/`).",
+        resume_safe=False,
+    )
+    dtype: Optional[Dtype] = setting(
+        None, doc="The teacher's dtype (default: `model.dtype`).", resume_safe=False
+    )
+
+    def configured(self) -> bool:
+        return bool(self.model or self.adapter)
+
+
+@dataclass
 class RunConfig(Section):
     """A recipe is a YAML file whose top-level sections are the ones below. Every field has a
     default, so a recipe states only what differs.
@@ -742,6 +770,7 @@ class RunConfig(Section):
     checkpoint: CheckpointConfig = setting(doc="Checkpoints.", factory=CheckpointConfig)
     logging: LoggingConfig = setting(doc="Logging.", factory=LoggingConfig)
     sft: SftConfig = setting(doc="Supervised fine-tuning (`rl-reason sft`).", factory=SftConfig)
+    teacher: TeacherConfig = setting(doc="A frozen teacher model (sample, distill).", factory=TeacherConfig)
 
     def validate(self, at: str = "") -> None:
         """Checks that span sections."""
