@@ -384,6 +384,7 @@ class AlgorithmConfig(Section):
     | `rloo` | mean of the other completions of the group | an unbiased leave-one-out baseline with small groups | `rollout.num_generations` >= 4 |
     | `reinforce_pp` | none per prompt: returns whitened over the whole batch | many distinct prompts with one or few samples each, and a KL penalty per token | `kl_coef` (folded into the reward), `kl_estimator`, `gamma` |
     | `ppo` | a learned critic, per token (GAE) | long reasoning chains where a per-token baseline helps, or groups are too costly to sample | `critic.lr` (often 2-10x the actor's), `critic.warmup_steps`, `critic.value_clip`, `lam` / `critic_lam`, `whiten_advantages` |
+    | `distill` | none: the teacher's log-prob is the target, per token | a stronger teacher exists (a bigger model, or an RL-trained adapter): on-policy distillation, dense per-token signal | `teacher.adapter` / `teacher.model`, `distill_reward_weight` |
 
     `drop_uniform_groups` applies only to `grpo`, `dr_grpo` and `rloo`; REINFORCE++ and PPO learn from
     every completion. `rollout.num_generations` may be 1 for them.
@@ -393,7 +394,8 @@ class AlgorithmConfig(Section):
         "grpo",
         doc="`grpo` (group mean/std baseline), `dr_grpo` (no std, constant length normaliser), "
         "`rloo` (leave-one-out baseline), `reinforce_pp` (REINFORCE++: per-token returns "
-        "whitened over the batch), `ppo` (a LoRA critic on the shared base, GAE). See "
+        "whitened over the batch), `ppo` (a LoRA critic on the shared base, GAE), `distill` "
+        "(on-policy distillation from `teacher:`; see STAGES.md). See "
         '"Choosing an algorithm" below. Any algorithm registered in '
         "`rl_reason/algorithms/registry.py` is accepted.",
         resume_safe=False,
@@ -446,6 +448,12 @@ class AlgorithmConfig(Section):
         False,
         doc="PPO: fold a per-token KL penalty (`kl_coef`) into the reward instead of the loss. "
         "REINFORCE++ always does.",
+    )
+    distill_reward_weight: float = setting(
+        0.0,
+        doc="distill: weight of the verifiable reward mixed into the per-token advantage "
+        "(teacher minus student log-prob + weight x (reward - batch mean)); 0: pure distillation.",
+        ge=0,
     )
 
 

@@ -134,6 +134,9 @@ class Trainer:
         # the critic is attached before DDP wraps the model: its matrices are frozen at that
         # moment (peft trains only the active adapter), so DDP leaves them to Dist.sum_grads
         self.critic = critic_for(self.policy, cfg)
+        from rl_reason.teacher import teacher_for  # distill: the frozen teacher, loaded once
+
+        self.teacher = teacher_for(self.policy, cfg)
         if dist.sharded:
             if self.critic is not None and not cfg.critic.shared_base:
                 raise ConfigError(
@@ -170,6 +173,7 @@ class Trainer:
             # prefix sharing runs two forwards per backward, which DDP does not allow, and
             # needs the KV cache that gradient checkpointing turns off
             share_prompt=cfg.train.share_prompt and dist.world == 1 and not cfg.model.gradient_checkpointing,
+            teacher=self.teacher,
         )
 
     # ------------------------------------------------------------------ helpers
