@@ -136,9 +136,15 @@ def cmd_train(args) -> int:
     cfg = _load(args.recipe, args.overrides)
     run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(cfg)
     plan = None
-    if args.resume:
+    if args.resume and not cfg.stages:
         plan = runs.plan_resume(run_dir, [], new_cfg=cfg)
         cfg = plan.cfg
+    if cfg.stages and not args.dry_run:  # a staged recipe: each stage in RUN_DIR/stages/<name>/
+        from rl_reason import stages
+
+        return stages.run_stages(
+            cfg, run_dir, resume=args.resume, overwrite=args.overwrite, recipe=args.recipe
+        )
     if args.dry_run:
         return _dry_run(cfg, run_dir)
     if plan is not None and plan.finished:
@@ -174,6 +180,10 @@ def cmd_resume(args) -> int:
         from rl_reason.sft import resume_sft
 
         return resume_sft(run_dir, args.overrides)
+    if kind == "stages":
+        from rl_reason import stages
+
+        return stages.resume(run_dir, args.overrides)
 
     plan = runs.plan_resume(run_dir, args.overrides)
     if plan.finished:  # nothing to train: no checkers, data or model needed

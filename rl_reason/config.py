@@ -16,6 +16,7 @@ plain (mutable) ``RunConfig``; nothing here freezes it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import inspect
@@ -742,6 +743,40 @@ class TeacherConfig(Section):
         return bool(self.model or self.adapter)
 
 
+StageKind = str  # `sft` or a registered algorithm name (rl_reason/stages.py checks it)
+
+
+@dataclass
+class StageConfig(Section):
+    """One stage of `stages:` (see [STAGES.md](STAGES.md)): its kind, and the sections it changes.
+
+    Each section key holds overrides of the recipe's section for this stage only (e.g.
+    `train: {steps: 40}`); the stage's resolved config is validated like a recipe.
+    """
+
+    name: str = setting("", doc="Stage name; its run dir is `RUN_DIR/stages/<name>/`.", shown="(required)")
+    kind: StageKind = setting(
+        "",
+        doc="`sft` (`rl-reason sft` on `sft.source`) or an algorithm name (`grpo`, `ppo`, `distill`, ...).",
+        shown="(required)",
+    )
+    data: dict[str, Any] = setting(doc="Overrides of `data:` for this stage.", factory=dict)
+    sft: dict[str, Any] = setting(doc="Overrides of `sft:`.", factory=dict)
+    rollout: dict[str, Any] = setting(doc="Overrides of `rollout:`.", factory=dict)
+    algorithm: dict[str, Any] = setting(doc="Overrides of `algorithm:` (its name is `kind`).", factory=dict)
+    rewards: dict[str, Any] = setting(doc="Overrides of `rewards:`.", factory=dict)
+    train: dict[str, Any] = setting(doc="Overrides of `train:`.", factory=dict)
+    eval: dict[str, Any] = setting(doc="Overrides of `eval:`.", factory=dict)
+    checkpoint: dict[str, Any] = setting(doc="Overrides of `checkpoint:`.", factory=dict)
+    teacher: dict[str, Any] = setting(doc="Overrides of `teacher:`.", factory=dict)
+
+    def validate(self, at: str) -> None:
+        import re
+
+        if not self.name or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise self.invalid(at, "name", f"{self.name!r}: a stage needs a name of letters, digits, _ . -")
+
+
 @dataclass
 class RunConfig(Section):
     """A recipe is a YAML file whose top-level sections are the ones below. Every field has a
@@ -779,6 +814,12 @@ class RunConfig(Section):
     logging: LoggingConfig = setting(doc="Logging.", factory=LoggingConfig)
     sft: SftConfig = setting(doc="Supervised fine-tuning (`rl-reason sft`).", factory=SftConfig)
     teacher: TeacherConfig = setting(doc="A frozen teacher model (sample, distill).", factory=TeacherConfig)
+    stages: list[StageConfig] = setting(
+        doc="Stages run in order in one run dir (`stages/<name>/`), each seeding the next with its "
+        "adapter, e.g. `[{name: cold_start, kind: sft}, {name: rl, kind: grpo}]`; empty: one run.",
+        factory=list,
+        shown="`[]`",
+    )
 
     def validate(self, at: str = "") -> None:
         """Checks that span sections."""
@@ -789,6 +830,8 @@ class RunConfig(Section):
             raise self.invalid(
                 at, "algorithm.name", f"{self.algorithm.name!r} is not one of: {', '.join(names)}"
             )
+        if self.stages:  # each stage's resolved config must be a valid recipe (rl_reason/stages.py)
+            check_stages(self, at)
         if registry.get(self.algorithm.name).needs_groups and self.rollout.num_generations < 2:
             raise self.invalid(
                 at,
@@ -1120,3 +1163,57 @@ def dump_yaml(cfg: RunConfig) -> str:
 def config_hash(cfg: RunConfig) -> str:
     blob = json.dumps(to_dict(cfg), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- stages (run by rl_reason/stages.py)
+
+STAGE_SECTIONS = ("data", "sft", "rollout", "algorithm", "rewards", "train", "eval", "checkpoint", "teacher")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("params", "fields"):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def stage_config(cfg: RunConfig, i: int, init_adapter: Optional[str]) -> RunConfig:
+    """The resolved, validated config of stage ``i``."""
+    stage = cfg.stages[i]
+    d = to_dict(cfg)
+    d["stages"] = []
+    for section in STAGE_SECTIONS:
+        over = getattr(stage, section)
+        if over:
+            d[section] = _merge(d[section], over)
+    if stage.kind != "sft":
+        d["algorithm"]["name"] = stage.kind
+    if init_adapter is not None:
+        d["model"]["init_adapter"] = str(init_adapter)
+    d["logging"]["run_name"] = f"{cfg.logging.run_name or 'run'}-{stage.name}"
+    return from_dict(d, f"stages[{i}] ({stage.name}) of the recipe")
+
+
+def check_stages(cfg: RunConfig, at: str = "") -> None:
+    """Kinds are `sft` or registered algorithms, names are unique, every stage resolves."""
+    from rl_reason.algorithms import registry  # the registered algorithms are the RL kinds
+
+    kinds = ("sft", *registry.names())
+    seen = set()
+    for i, stage in enumerate(cfg.stages):
+        where = f"{at + '.' if at else ''}stages[{i}]"
+        if stage.kind not in kinds:
+            raise _Invalid(f"{where}.kind", f"{stage.kind!r} is not one of: {', '.join(kinds)}")
+        if stage.name in seen:
+            raise _Invalid(f"{where}.name", f"stage name {stage.name!r} is used twice")
+        seen.add(stage.name)
+        if stage.kind == "sft" and not _merge(to_dict(cfg)["sft"], stage.sft).get("source"):
+            raise _Invalid(f"{where}.sft.source", "an sft stage needs a data file (sft.source)")
+        try:
+            stage_config(cfg, i, None)
+        except ConfigError as exc:  # "train.bogus: unknown key ... (in ...)" -> stages[i].train.bogus
+            key, _, rest = str(exc).partition(": ")
+            raise _Invalid(f"{where}.{key}", rest.rsplit(" (in ", 1)[0]) from None

@@ -324,7 +324,8 @@ class SftRun:
             resume = str(self.resume_from / "hf") if self.resume_from is not None else None
             out = self.trainer.train(resume_from_checkpoint=resume)
             step = int(self.trainer.state.global_step)
-            if self.stop.requested and step < self.trainer.state.max_steps:
+            stopped = self.stop.requested and step < self.trainer.state.max_steps
+            if stopped:
                 print(
                     f"stopped after step {step}; checkpoint written. Resume with:\n"
                     f"  rl-reason resume {self.run_dir}",
@@ -338,7 +339,7 @@ class SftRun:
                 self.tracker.close()
             shutil.rmtree(self.run_dir / HF_DIR, ignore_errors=True)
         loss = getattr(out, "training_loss", None)
-        return {"step": step, "train_loss": loss}
+        return {"step": step, "train_loss": loss, "stopped": stopped}
 
     def _write_run_files(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
