@@ -1,4 +1,4 @@
-"""``rl-reason``: train | resume | validate | demo | eval | report | serve.
+"""``rl-reason``: train | resume | validate | demo | eval | report | serve | sft | sample.
 
 User mistakes (a broken recipe, a missing run dir, a bad override) end in one line on stderr
 and a non-zero exit, never a traceback.
@@ -43,9 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--run-dir", default=None)
 
     # subcommands whose modules own their arguments (module top levels stay light: no torch)
-    from rl_reason import eval_cli, report, serve
+    from rl_reason import eval_cli, report, sample, serve, sft
 
-    for mod in (eval_cli, report, serve):
+    for mod in (eval_cli, report, serve, sft, sample):
         mod.add_parser(sub)
     return p
 
@@ -137,9 +137,15 @@ def cmd_train(args) -> int:
     cfg = _load(args.recipe, args.overrides)
     run_dir = Path(args.run_dir) if args.run_dir else runs.default_run_dir(cfg)
     plan = None
-    if args.resume:
+    if args.resume and not cfg.stages:
         plan = runs.plan_resume(run_dir, [], new_cfg=cfg)
         cfg = plan.cfg
+    if cfg.stages and not args.dry_run:  # a staged recipe: each stage in RUN_DIR/stages/<name>/
+        from rl_reason import stages
+
+        return stages.run_stages(
+            cfg, run_dir, resume=args.resume, overwrite=args.overwrite, recipe=args.recipe
+        )
     if args.dry_run:
         return _dry_run(cfg, run_dir)
     if plan is not None and plan.finished:
@@ -168,6 +174,17 @@ def cmd_resume(args) -> int:
 
     run_dir = Path(args.run_dir)
     from rl_reason.preflight import preflight
+    from rl_reason.sft import run_kind
+
+    kind = run_kind(run_dir)  # an `sft` run or a staged recipe resumes through its own module
+    if kind == "sft":
+        from rl_reason.sft import resume_sft
+
+        return resume_sft(run_dir, args.overrides)
+    if kind == "stages":
+        from rl_reason import stages
+
+        return stages.resume(run_dir, args.overrides)
 
     plan = runs.plan_resume(run_dir, args.overrides)
     if plan.finished:  # nothing to train: no checkers, data or model needed
@@ -204,6 +221,8 @@ COMMANDS = {
     "eval": _module_command("eval_cli"),
     "report": _module_command("report"),
     "serve": _module_command("serve"),
+    "sft": _module_command("sft"),
+    "sample": _module_command("sample"),
 }
 
 

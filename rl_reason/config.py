@@ -16,6 +16,7 @@ plain (mutable) ``RunConfig``; nothing here freezes it.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import inspect
@@ -184,6 +185,13 @@ class ModelConfig(Section):
     trust_remote_code: bool = setting(False, doc="Passed to transformers when loading model and tokenizer.")
     gradient_checkpointing: bool = setting(
         False, doc="Recompute activations in the backward pass (less memory, ~30% slower)."
+    )
+    init_adapter: Optional[str] = setting(
+        None,
+        doc="Start from this LoRA adapter directory (an `rl-reason sft` output, a run's `adapter/` "
+        "or `best_adapter/`) instead of a fresh one; its base model and LoRA shape (r, alpha, "
+        "modules) must match the recipe's, or the run is refused.",
+        resume_safe=False,
     )
 
     def validate(self, at: str) -> None:
@@ -448,6 +456,7 @@ class AlgorithmConfig(Section):
     | `rloo` | mean of the other completions of the group | an unbiased leave-one-out baseline with small groups | `rollout.num_generations` >= 4 |
     | `reinforce_pp` | none per prompt: returns whitened over the whole batch | many distinct prompts with one or few samples each, and a KL penalty per token | `kl_coef` (folded into the reward), `kl_estimator`, `gamma` |
     | `ppo` | a learned critic, per token (GAE) | long reasoning chains where a per-token baseline helps, or groups are too costly to sample | `critic.lr` (often 2-10x the actor's), `critic.warmup_steps`, `critic.value_clip`, `lam` / `critic_lam`, `whiten_advantages` |
+    | `distill` | none: the teacher's log-prob is the target, per token | a stronger teacher exists (a bigger model, or an RL-trained adapter): on-policy distillation, dense per-token signal | `teacher.adapter` / `teacher.model`, `distill_reward_weight` |
 
     `drop_uniform_groups` applies only to `grpo`, `dr_grpo` and `rloo`; REINFORCE++ and PPO learn from
     every completion. `rollout.num_generations` may be 1 for them.
@@ -457,7 +466,8 @@ class AlgorithmConfig(Section):
         "grpo",
         doc="`grpo` (group mean/std baseline), `dr_grpo` (no std, constant length normaliser), "
         "`rloo` (leave-one-out baseline), `reinforce_pp` (REINFORCE++: per-token returns "
-        "whitened over the batch), `ppo` (a LoRA critic on the shared base, GAE). See "
+        "whitened over the batch), `ppo` (a LoRA critic on the shared base, GAE), `distill` "
+        "(on-policy distillation from `teacher:`; see STAGES.md). See "
         '"Choosing an algorithm" below. Any algorithm registered in '
         "`rl_reason/algorithms/registry.py` is accepted.",
         resume_safe=False,
@@ -545,6 +555,12 @@ class AlgorithmConfig(Section):
     )
     is_band_low: float = setting(0.5, doc="Lower edge of the sequence-level ratio band.", gt=0)
     is_band_high: float = setting(2.0, doc="Upper edge of the sequence-level ratio band.", gt=0)
+    distill_reward_weight: float = setting(
+        0.0,
+        doc="distill: weight of the verifiable reward mixed into the per-token advantage "
+        "(teacher minus student log-prob + weight x (reward - batch mean)); 0: pure distillation.",
+        ge=0,
+    )
 
     def validate(self, at: str) -> None:
         if self.is_band_low >= self.is_band_high:
@@ -844,6 +860,111 @@ class LoggingConfig(Section):
 
 
 @dataclass
+class SftConfig(Section):
+    """Supervised fine-tuning of the same LoRA adapter (`rl-reason sft RECIPE`; TRL's `SFTTrainer`).
+
+    Rows are prompt/completion pairs (`prompt` text through `data.template`,
+    `data.prompt_template` and `data.system_prompt`, as RL renders it) or chat rows
+    (`messages`, whose last assistant turn is the completion, or `messages` plus a `completion`).
+    Only completion tokens carry loss. `rl-reason sample` writes files in this shape. See
+    [STAGES.md](STAGES.md).
+    """
+
+    source: Optional[str] = setting(
+        None,
+        doc="A local `.jsonl`/`.json`/`.parquet` file or a Hugging Face dataset id; required by "
+        "`rl-reason sft`.",
+        resume_safe=False,
+    )
+    config_name: Optional[str] = setting(None, doc="Hub dataset config.", resume_safe=False)
+    split: str = setting("train", doc="Split (hub ids).", resume_safe=False)
+    prompt_field: str = setting(
+        "prompt", doc="Column of the prompt text (rendered with the recipe's template).", resume_safe=False
+    )
+    completion_field: str = setting("completion", doc="Column of the completion text.", resume_safe=False)
+    messages_field: str = setting(
+        "messages", doc="Column of chat messages (used as written, no template applied).", resume_safe=False
+    )
+    limit: Optional[int] = setting(None, doc="Use only the first N rows.", gt=0, resume_safe=False)
+    epochs: float = setting(1.0, doc="Passes over the data (when `steps` is unset).", gt=0, resume_safe=False)
+    steps: Optional[int] = setting(
+        None, doc="Optimizer steps (overrides `epochs`).", gt=0, shown="from `epochs`"
+    )
+    batch_size: int = setting(8, doc="Rows per micro-batch.", gt=0, resume_safe=False)
+    grad_accum: int = setting(1, doc="Micro-batches per optimizer step.", gt=0, resume_safe=False)
+    lr: float = setting(2e-4, doc="AdamW learning rate.", gt=0, resume_safe=False)
+    warmup_steps: int = setting(0, doc="Linear warm-up steps.", ge=0, resume_safe=False)
+    lr_schedule: LRSchedule = setting(
+        "constant", doc="`constant`, `linear` or `cosine` after warm-up.", resume_safe=False
+    )
+    max_length: int = setting(
+        1024, doc="Longest prompt + completion in tokens; longer rows are cut at the end.", gt=0
+    )
+
+
+@dataclass
+class TeacherConfig(Section):
+    """A second, frozen model: what `rl-reason sample --policy teacher` samples from, and what
+    `algorithm.name: distill` scores the student's tokens with. Loaded once, never trained.
+
+    With `model` unset the teacher is the policy's own base with `adapter` as a second adapter
+    (no second copy of the base); with `model` set it is that model (a bigger base of the same
+    tokenizer), with `adapter` on top when given.
+    """
+
+    model: Optional[str] = setting(
+        None,
+        doc="The teacher's base (built-in name, hub id or directory); unset: the policy's base.",
+        resume_safe=False,
+    )
+    adapter: Optional[str] = setting(
+        None,
+        doc="A LoRA adapter directory on the teacher's base (e.g. a finished run's `adapter/`).",
+        resume_safe=False,
+    )
+    dtype: Optional[Dtype] = setting(
+        None, doc="The teacher's dtype (default: `model.dtype`).", resume_safe=False
+    )
+
+    def configured(self) -> bool:
+        return bool(self.model or self.adapter)
+
+
+StageKind = str  # `sft` or a registered algorithm name (rl_reason/stages.py checks it)
+
+
+@dataclass
+class StageConfig(Section):
+    """One stage of `stages:` (see [STAGES.md](STAGES.md)): its kind, and the sections it changes.
+
+    Each section key holds overrides of the recipe's section for this stage only (e.g.
+    `train: {steps: 40}`); the stage's resolved config is validated like a recipe.
+    """
+
+    name: str = setting("", doc="Stage name; its run dir is `RUN_DIR/stages/<name>/`.", shown="(required)")
+    kind: StageKind = setting(
+        "",
+        doc="`sft` (`rl-reason sft` on `sft.source`) or an algorithm name (`grpo`, `ppo`, `distill`, ...).",
+        shown="(required)",
+    )
+    data: dict[str, Any] = setting(doc="Overrides of `data:` for this stage.", factory=dict)
+    sft: dict[str, Any] = setting(doc="Overrides of `sft:`.", factory=dict)
+    rollout: dict[str, Any] = setting(doc="Overrides of `rollout:`.", factory=dict)
+    algorithm: dict[str, Any] = setting(doc="Overrides of `algorithm:` (its name is `kind`).", factory=dict)
+    rewards: dict[str, Any] = setting(doc="Overrides of `rewards:`.", factory=dict)
+    train: dict[str, Any] = setting(doc="Overrides of `train:`.", factory=dict)
+    eval: dict[str, Any] = setting(doc="Overrides of `eval:`.", factory=dict)
+    checkpoint: dict[str, Any] = setting(doc="Overrides of `checkpoint:`.", factory=dict)
+    teacher: dict[str, Any] = setting(doc="Overrides of `teacher:`.", factory=dict)
+
+    def validate(self, at: str) -> None:
+        import re
+
+        if not self.name or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise self.invalid(at, "name", f"{self.name!r}: a stage needs a name of letters, digits, _ . -")
+
+
+@dataclass
 class RunConfig(Section):
     """A recipe is a YAML file whose top-level sections are the ones below. Every field has a
     default, so a recipe states only what differs.
@@ -878,6 +999,14 @@ class RunConfig(Section):
     eval: EvalConfig = setting(doc="Held-out evaluation.", factory=EvalConfig)
     checkpoint: CheckpointConfig = setting(doc="Checkpoints.", factory=CheckpointConfig)
     logging: LoggingConfig = setting(doc="Logging.", factory=LoggingConfig)
+    sft: SftConfig = setting(doc="Supervised fine-tuning (`rl-reason sft`).", factory=SftConfig)
+    teacher: TeacherConfig = setting(doc="A frozen teacher model (sample, distill).", factory=TeacherConfig)
+    stages: list[StageConfig] = setting(
+        doc="Stages run in order in one run dir (`stages/<name>/`), each seeding the next with its "
+        "adapter, e.g. `[{name: cold_start, kind: sft}, {name: rl, kind: grpo}]`; empty: one run.",
+        factory=list,
+        shown="`[]`",
+    )
 
     def validate(self, at: str = "") -> None:
         """Checks that span sections."""
@@ -902,6 +1031,8 @@ class RunConfig(Section):
                 "cannot replay routing under model.gradient_checkpointing (the backward's "
                 "recompute would route anew); turn one of them off",
             )
+        if self.stages:  # each stage's resolved config must be a valid recipe (rl_reason/stages.py)
+            check_stages(self, at)
         if registry.get(self.algorithm.name).needs_groups and self.rollout.num_generations < 2:
             raise self.invalid(
                 at,
@@ -1233,3 +1364,57 @@ def dump_yaml(cfg: RunConfig) -> str:
 def config_hash(cfg: RunConfig) -> str:
     blob = json.dumps(to_dict(cfg), sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- stages (run by rl_reason/stages.py)
+
+STAGE_SECTIONS = ("data", "sft", "rollout", "algorithm", "rewards", "train", "eval", "checkpoint", "teacher")
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in ("params", "fields"):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def stage_config(cfg: RunConfig, i: int, init_adapter: Optional[str]) -> RunConfig:
+    """The resolved, validated config of stage ``i``."""
+    stage = cfg.stages[i]
+    d = to_dict(cfg)
+    d["stages"] = []
+    for section in STAGE_SECTIONS:
+        over = getattr(stage, section)
+        if over:
+            d[section] = _merge(d[section], over)
+    if stage.kind != "sft":
+        d["algorithm"]["name"] = stage.kind
+    if init_adapter is not None:
+        d["model"]["init_adapter"] = str(init_adapter)
+    d["logging"]["run_name"] = f"{cfg.logging.run_name or 'run'}-{stage.name}"
+    return from_dict(d, f"stages[{i}] ({stage.name}) of the recipe")
+
+
+def check_stages(cfg: RunConfig, at: str = "") -> None:
+    """Kinds are `sft` or registered algorithms, names are unique, every stage resolves."""
+    from rl_reason.algorithms import registry  # the registered algorithms are the RL kinds
+
+    kinds = ("sft", *registry.names())
+    seen = set()
+    for i, stage in enumerate(cfg.stages):
+        where = f"{at + '.' if at else ''}stages[{i}]"
+        if stage.kind not in kinds:
+            raise _Invalid(f"{where}.kind", f"{stage.kind!r} is not one of: {', '.join(kinds)}")
+        if stage.name in seen:
+            raise _Invalid(f"{where}.name", f"stage name {stage.name!r} is used twice")
+        seen.add(stage.name)
+        if stage.kind == "sft" and not _merge(to_dict(cfg)["sft"], stage.sft).get("source"):
+            raise _Invalid(f"{where}.sft.source", "an sft stage needs a data file (sft.source)")
+        try:
+            stage_config(cfg, i, None)
+        except ConfigError as exc:  # "train.bogus: unknown key ... (in ...)" -> stages[i].train.bogus
+            key, _, rest = str(exc).partition(": ")
+            raise _Invalid(f"{where}.{key}", rest.rsplit(" (in ", 1)[0]) from None

@@ -111,11 +111,22 @@ def render() -> str:
     out = ["# Recipes", "", HEADER, "", inspect.getdoc(RunConfig) or "", ""]
     hints = typing.get_type_hints(RunConfig)
     for f in dataclasses.fields(RunConfig):
-        cls = hints[f.name]
+        cls, prefix, own = hints[f.name], f.name + ".", []
+        if typing.get_origin(cls) is list:  # a list of sections (stages): its row, then the item's
+            meta = field_meta(f)
+            cells = (
+                _code(f.name),
+                _default(f),
+                _values(f, cls),
+                "may change" if meta.resume_safe else "fixed",
+                meta.doc,
+            )
+            own = ["| " + " | ".join(_cell(c) for c in cells) + " |"]
+            (cls,), prefix = typing.get_args(cls), f.name + "[]."
         above, below = _split_doc(cls)
         out += [f"## {f.name}", "", above, ""]
         out += ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
-        out += _rows(cls, f.name + ".")
+        out += own + _rows(cls, prefix)
         out.append("")
         if below:
             out += [below, ""]

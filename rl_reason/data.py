@@ -44,6 +44,7 @@ class PromptRecord:
     messages: Optional[list[dict]] = None
     text: Optional[str] = None
     fields: dict = field(default_factory=dict)
+    question: Optional[str] = None  # the dataset's prompt before templating (rl-reason sample writes it)
 
 
 # --------------------------------------------------------------------------- answers
@@ -97,10 +98,10 @@ def _make_record(rid: str, question: str, fields: dict, cfg: DataConfig) -> Prom
         if cfg.system_prompt:
             messages.append({"role": "system", "content": cfg.system_prompt})
         messages.append({"role": "user", "content": body})
-        return PromptRecord(id=rid, messages=messages, text=None, fields=fields)
+        return PromptRecord(id=rid, messages=messages, text=None, fields=fields, question=question)
     if cfg.template == "plain":
         text = (cfg.system_prompt + "\n\n" if cfg.system_prompt else "") + body
-        return PromptRecord(id=rid, messages=None, text=text, fields=fields)
+        return PromptRecord(id=rid, messages=None, text=text, fields=fields, question=question)
     raise DataError(f"data.template={cfg.template!r} is not one of: chat, plain")
 
 

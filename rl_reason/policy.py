@@ -309,6 +309,13 @@ def load_policy(
             mem["router"],
             mem["training_total"],
         )
+    if model_cfg.init_adapter:  # start from a saved adapter (rl_reason/adapters.py checks it fits)
+        from rl_reason.adapters import load_init_adapter
+        from rl_reason.model_zoo import resolve_model
+
+        load_init_adapter(
+            policy, model_cfg.init_adapter, model_cfg.name, resolve_model(model_cfg.name), lora_cfg
+        )
     return policy
 
 

@@ -137,6 +137,9 @@ class Trainer:
         # the critic is attached before DDP wraps the model: its matrices are frozen at that
         # moment (peft trains only the active adapter), so DDP leaves them to Dist.sum_grads
         self.critic = critic_for(self.policy, cfg)
+        from rl_reason.teacher import teacher_for  # distill: the frozen teacher, loaded once
+
+        self.teacher = teacher_for(self.policy, cfg)
         if dist.sharded:
             if self.critic is not None and not cfg.critic.shared_base:
                 raise ConfigError(
@@ -172,6 +175,7 @@ class Trainer:
             packing=None
             if self.policy.routing is not None
             else packing.layout(cfg.train.packing, cfg.train.share_prompt, self.policy.model),
+            teacher=self.teacher,
         )
 
     # ------------------------------------------------------------------ helpers

@@ -42,6 +42,7 @@ class Learner:
     share_prompt: bool = False
     packing: Optional[str] = None  # rl_reason.packing layout of the micro-batches; None: padded
     micro_batch_tokens: Optional[int] = None  # halved after an out-of-memory (rl_reason.oom)
+    teacher: Any = None  # rl_reason.teacher.Teacher, for algorithms with needs_teacher (distill)
 
     @property
     def spec(self):
@@ -65,6 +66,7 @@ class Frozen:
     old_lp: list[Optional[torch.Tensor]]
     ref_lp: list[Optional[torch.Tensor]]
     old_v: list[Optional[torch.Tensor]]
+    teacher_lp: list[Optional[torch.Tensor]] = dataclasses.field(default_factory=list)
 
 
 def advance(scheduler) -> None:
@@ -112,7 +114,10 @@ def global_counts(mbs: Sequence[MicroBatch], loss_masks: Sequence[Sequence[float
 def frozen_pass(lr: Learner, mbs: Sequence[MicroBatch], *, need_old: bool, need_ref: bool) -> Frozen:
     """Pre-update log-probs, the reference's (adapter off) and the critic's old values."""
     n = len(mbs)
-    out = Frozen([None] * n, [None] * n, [None] * n)
+    out = Frozen([None] * n, [None] * n, [None] * n, [None] * n)
+    if lr.teacher is not None:  # distill: the teacher scores the sampled tokens (no gradients)
+        for k, t in enumerate(mbs):
+            out.teacher_lp[k] = lr.teacher.logprobs(lr, t)
     if not (need_old or need_ref or lr.critic is not None):
         return out
     with torch.no_grad():
@@ -146,6 +151,12 @@ def token_advantages(
         ]
     values = [v.cpu() if v is not None else None for v in frozen.old_v]
     x = TokenInputs([t.advantages.cpu() for t in mbs], valid, kl, values, alg, sum_fn=dist.sum)
+    if spec.needs_old_logprobs or spec.needs_teacher:
+        x = dataclasses.replace(
+            x,
+            old_lp=[o.cpu() if o is not None else None for o in frozen.old_lp],
+            teacher_lp=[o.cpu() if o is not None else None for o in frozen.teacher_lp] or None,
+        )
     adv_list, returns = spec.token_advantages(x)
     returns = [r.to(t.valid.device) if r is not None else None for r, t in zip(returns, mbs)]
     seq_adv = torch.zeros(n_rollouts)
@@ -355,8 +366,17 @@ def update_with_budget(
     batch = train_batch(rollouts, advantages, keep, mask_truncated=alg.mask_truncated)
     mbs = micro_batches(batch, budget, lr.policy.tokenizer.pad_token_id, dist, lr.packing)
     counts = global_counts(mbs, batch.loss_masks, dist)
-    frozen = frozen_pass(lr, mbs, need_old=alg.epochs > 1 or kl_in_reward(alg), need_ref=alg.kl_coef > 0)
+    need_old = alg.epochs > 1 or kl_in_reward(alg) or spec.needs_old_logprobs
+    frozen = frozen_pass(lr, mbs, need_old=need_old, need_ref=alg.kl_coef > 0)
     out: dict[str, float] = {}
+    if lr.teacher is not None:  # distill: reverse KL to the teacher on the sampled tokens
+        from rl_reason.algorithms.distill import reverse_kl_tokens
+
+        num = sum(
+            float((reverse_kl_tokens(o, tl) * t.valid).sum())
+            for o, tl, t in zip(frozen.old_lp, frozen.teacher_lp, mbs)
+        )
+        out["distill/reverse_kl"] = num / max(counts.valid_local, 1.0)
     seq_adv, returns = None, [None] * len(mbs)
     if spec.level == "token":
         mbs, returns, seq_adv = token_advantages(spec, alg, mbs, frozen, dist, len(rollouts), batch.rows)

@@ -35,6 +35,8 @@ class TokenInputs:
     values: Sequence[Optional[torch.Tensor]]  # (B, T) the critic's old values, when there is one
     alg: Any  # the recipe's AlgorithmConfig (gamma, lam, kl_coef, whiten_advantages, ...)
     sum_fn: Optional[Callable[[Sequence[float]], Sequence[float]]] = None  # sum over processes
+    old_lp: Optional[Sequence[torch.Tensor]] = None  # (B, T) the policy's pre-update log-probs
+    teacher_lp: Optional[Sequence[torch.Tensor]] = None  # (B, T) the teacher's (needs_teacher)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +50,8 @@ class AlgorithmSpec:
     kl: Literal["loss", "reward", "either"] = "loss"
     default_loss_agg: str = "token_mean"
     doc: str = ""
+    needs_teacher: bool = False  # the frozen pass scores the tokens with the recipe's teacher
+    needs_old_logprobs: bool = False  # token_advantages reads the pre-update log-probs
 
     def __post_init__(self) -> None:
         fn = self.sequence_advantages if self.level == "sequence" else self.token_advantages
@@ -152,5 +156,32 @@ register(
 register(
     AlgorithmSpec(
         "reinforce_pp", "token", token_advantages=_reinforce_pp, kl="reward", doc="whitened returns"
+    )
+)
+
+
+def _distill(x: TokenInputs):
+    """On-policy distillation: teacher minus student log-prob per token (+ reward term)."""
+    from rl_reason.algorithms.distill import distill_advantages
+
+    a = distill_advantages(
+        x.teacher_lp,
+        x.old_lp,
+        x.valid,
+        rewards=x.rewards,
+        reward_weight=x.alg.distill_reward_weight,
+        sum_fn=x.sum_fn,
+    )
+    return a, [None] * len(a)
+
+
+register(
+    AlgorithmSpec(
+        "distill",
+        "token",
+        token_advantages=_distill,
+        needs_teacher=True,
+        needs_old_logprobs=True,
+        doc="on-policy distillation: teacher minus student log-prob per token",
     )
 )

@@ -150,6 +150,12 @@ def test_schema_metadata_is_the_source_of_choices_bounds_and_resume_rules():
             f"data.synthetic.{k}"
             for k in ("ops", "min_value", "max_value", "num_terms", "num_train", "num_eval")
         ),
+        # stages (issue 19): the starting adapter, the SFT data and optimisation, the teacher
+        "model.init_adapter",
+        *(f"sft.{k}" for k in ("source", "config_name", "split", "prompt_field", "completion_field")),
+        *(f"sft.{k}" for k in ("messages_field", "limit", "epochs", "batch_size", "grad_accum", "lr")),
+        *(f"sft.{k}" for k in ("warmup_steps", "lr_schedule")),
+        *(f"teacher.{k}" for k in ("model", "adapter", "dtype")),
     }
     for path, f, _ in schema_fields():
         assert field_meta(f).doc.strip(), f"{path} has no doc"

@@ -20,5 +20,5 @@ def test_render_lists_every_field_with_its_doc_values_and_resume_rule():
     assert "| `rewards.checkers[].name` | (required) | text | may change |" in page
     assert "| `lora.r` | `16` | integer > 0 | fixed | LoRA rank. |" in page
     assert "| `rollout.top_p` | `1.0` | number in (0, 1] | may change |" in page
-    assert "`grpo`, `dr_grpo`, `rloo`, `ppo`, `reinforce_pp` | fixed |" in page
+    assert "`grpo`, `dr_grpo`, `rloo`, `ppo`, `reinforce_pp`, `distill` | fixed |" in page
     assert "### Choosing an algorithm" in page  # section prose kept in the docstring
