@@ -148,7 +148,7 @@ class Graded:
 
 
 def records_kind(records: Sequence[Any]) -> str:
-    """ "code" when the records carry tests (graded by running them), else "math"."""
+    """The records' kind: "code" when they carry tests (graded by running them), else "math"."""
     return "code" if any("tests" in r.fields for r in records) else "math"
 
 
