@@ -360,6 +360,22 @@ class Routing:
         return load_balancing_loss_func(logits, self.num_experts, self.top_k, attention_mask)
 
 
+def vllm_refusal(policy, engine: str) -> Optional[str]:
+    """Why ``rollout.engine`` (vllm or server) cannot sample this policy, or None.
+
+    vLLM (0.32, the CPU build tested here) has no fused-MoE LoRA kernel on the CPU
+    (``PunicaWrapperCPU`` leaves ``add_lora_fused_moe`` unimplemented), and its GPU path for
+    a PEFT ``target_parameters`` adapter is untested here: an MoE base samples with the hf
+    engine. See docs/MOE.md and docs/GPU.md.
+    """
+    if getattr(policy, "routing", None) is None:
+        return None
+    return (
+        f"rollout.engine={engine}: LoRA sampling on a mixture-of-experts base is not supported "
+        "with vLLM here (no fused-MoE LoRA on its CPU build, GPU untested); use rollout.engine=hf"
+    )
+
+
 def attach(model: torch.nn.Module) -> Optional[Routing]:
     """A ``Routing`` on an MoE model; None for a dense one."""
     return Routing(model) if is_moe(model) else None

@@ -22,6 +22,12 @@ def make_engine(
     ``lockstep`` (the trainer's Dist) is given when the base is sharded (train.fsdp); ``dist``
     tells the server engine its rank and the number of processes.
     """
+    if rollout_cfg.engine in ("vllm", "server"):
+        from rl_reason.moe import vllm_refusal  # MoE + LoRA: the hf engine only (docs/MOE.md)
+
+        problem = vllm_refusal(policy, rollout_cfg.engine)
+        if problem:
+            raise ConfigError(problem)
     if rollout_cfg.engine == "hf":
         from rl_reason.rollout.hf import HFEngine
 

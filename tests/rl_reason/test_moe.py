@@ -241,3 +241,15 @@ def test_load_balancing_loss_has_a_gradient_through_the_frozen_router(moe_policy
     grads = [p.grad for n, p in moe_policy.model.named_parameters() if "q_proj.lora_B" in n]
     assert grads and all(g is not None and float(g.abs().sum()) > 0 for g in grads)
     assert not any(p.requires_grad for n, p in moe_policy.model.named_parameters() if "mlp.gate" in n)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "server"])
+def test_vllm_engines_refuse_an_moe_policy_in_one_line(moe_policy, tmp_path, engine):
+    from rl_reason.config import RolloutConfig
+    from rl_reason.errors import ConfigError
+    from rl_reason.rollout.factory import make_engine
+
+    cfg = RolloutConfig(engine=engine, servers=["http://127.0.0.1:9"])
+    with pytest.raises(ConfigError, match=f"rollout.engine={engine}: .*use rollout.engine=hf") as err:
+        make_engine(cfg, moe_policy, tmp_path)
+    assert "\n" not in str(err.value)
