@@ -354,6 +354,22 @@ class RolloutConfig(Section):
         None,
         doc="server engine: directory the servers can read adapters from (default: `RUN_DIR/live_adapters`).",
     )
+    tools: list[str] = setting(
+        doc="Multi-turn environments the model may call while sampling, e.g. `[python]` (a fenced "
+        "python block runs in the sandbox); a name, `module:function` or an `rl_reason.envs` entry "
+        "point. See [ENVIRONMENTS.md](ENVIRONMENTS.md).",
+        factory=list,
+    )
+    max_tool_calls: int = setting(4, doc="Tool calls per rollout; the rollout ends at a call past it.", ge=0)
+    tool_output_tokens: int = setting(
+        256,
+        doc="Longest tool output spliced in, in tokens; longer output is cut with a note.",
+        gt=0,
+    )
+    tool_params: dict[str, Any] = setting(
+        doc="Keyword arguments of the environment, e.g. `{timeout_s: 5, memory_mb: 512, rollout_s: 30}`.",
+        factory=dict,
+    )
 
     def validate(self, at: str) -> None:
         if self.engine == "server" and not self.servers:
@@ -362,6 +378,17 @@ class RolloutConfig(Section):
                 "servers",
                 "rollout.engine=server needs at least one server URL, e.g. [http://127.0.0.1:8000]",
             )
+        if self.tools:  # names resolve now, not mid-run (rl_reason/envs)
+            from rl_reason import envs
+
+            if len(self.tools) > 1:
+                raise self.invalid(
+                    at, "tools", "one environment per run; write one that offers several tools"
+                )
+            try:
+                envs.resolve(self.tools[0])
+            except ConfigError as exc:
+                raise self.invalid(at, "tools", str(exc).removeprefix("rollout.tools: ")) from None
 
 
 @dataclass
