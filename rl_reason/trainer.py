@@ -93,6 +93,9 @@ class Trainer:
             top_k=cfg.rollout.top_k,
             stop=tuple(cfg.rollout.stop),
         )
+        from rl_reason.rollout import multiturn
+
+        self.tools = multiturn.settings_from_config(cfg.rollout)  # None: single-turn
 
         # rewards
         self.checker_specs = [
@@ -247,14 +250,19 @@ class Trainer:
 
         # 1. rollouts
         t0 = time.perf_counter()
-        rollouts = self.engine.generate(self._prompt_ids(local), n, self.sampling)
+        if self.tools is not None:  # multi-turn with rollout.tools (rl_reason/rollout/multiturn.py)
+            from rl_reason.rollout import multiturn
+
+            rollouts = multiturn.generate(self.engine, local, n, self.sampling, self.tools, self.tokenizer)
+        else:
+            rollouts = self.engine.generate(self._prompt_ids(local), n, self.sampling)
         t_gen = time.perf_counter() - t0
 
         # 2. rewards
         t0 = time.perf_counter()
-        fields = [
-            dict(local[r.prompt_index].fields, completion_tokens=len(r.completion_ids)) for r in rollouts
-        ]
+        from rl_reason.rollout.multiturn import checker_fields
+
+        fields = [checker_fields(local[r.prompt_index].fields, r) for r in rollouts]
         scores = self.scorer.score([r.completion_text for r in rollouts], fields)
         t_score = time.perf_counter() - t0
 
@@ -325,6 +333,10 @@ class Trainer:
             }
         )
         metrics.update(update_stats)
+        if self.tools is not None:
+            from rl_reason.rollout.multiturn import tool_metrics
+
+            metrics.update(tool_metrics(rollouts))
         how: dict[str, Reduction] = {k: "max" for k in STEP_MAX}
         how.update({k: "sum" for k in ("count/groups", "count/groups_kept", "count/samples")})
         for alias in scores.scores:  # error, timeout and stdout counts add up; the rest are means
@@ -368,6 +380,8 @@ class Trainer:
                     "in_update": bool(keep[i]),
                 }
             )
+            if r.turns:  # multi-turn: each turn, what the tool returned and its time
+                rows[-1]["turns"] = [t.as_dict() for t in r.turns]
         rows_all = self.dist.gather_objects(rows)
         if self.tracker is not None:
             self.tracker.log_rollouts(step, [row for part in rows_all for row in part])

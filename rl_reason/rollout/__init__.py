@@ -28,7 +28,17 @@ class Rollout:
     completion_ids: list[int]  # the sampled tokens, EOS included when it was sampled
     completion_text: str  # decoded completion, cut at a stop string if one matched
     sample_logprobs: list[float] = field(default_factory=list)  # sampler's log-prob per token
-    finish_reason: str = "length"  # "stop" (EOS or stop string) or "length" (hit max_new_tokens)
+    # "stop" (EOS or stop string), "length" (hit max_new_tokens), "tool_limit" (a tool call
+    # past rollout.max_tool_calls ended it)
+    finish_reason: str = "length"
+    # multi-turn rollouts (rl_reason.rollout.multiturn): 1 on the model's tokens, 0 on tool
+    # tokens spliced in (empty: every token is the model's); the turns, in order
+    loss_mask: list[int] = field(default_factory=list)
+    turns: list = field(default_factory=list)  # rl_reason.rollout.multiturn.Turn
+
+    def model_mask(self) -> list[int]:
+        """1 on every token the model sampled, 0 on tool output."""
+        return list(self.loss_mask) if self.loss_mask else [1] * len(self.completion_ids)
 
     @property
     def truncated(self) -> bool:

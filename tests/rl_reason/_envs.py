@@ -32,7 +32,7 @@ class Letters:
 class Broken:
     """An environment whose step raises: the rollout gets an error observation."""
 
-    stop = ("a",)
+    stop = tuple(string.ascii_lowercase)
 
     def reset(self, fields):
         return None
