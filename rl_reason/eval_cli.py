@@ -90,6 +90,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help="auto: bfloat16 on a GPU, float32 on the CPU",
     )
     p.add_argument("--trust-remote-code", action="store_true")
+    p.add_argument(
+        "--tools",
+        help="multi-turn with an environment, e.g. python (a fenced python block runs in the "
+        "sandbox); a name or module:function (docs/ENVIRONMENTS.md)",
+    )
+    p.add_argument("--max-tool-calls", type=int, default=4, help="tool calls per completion (default 4)")
+    p.add_argument(
+        "--tool-output-tokens", type=int, default=256, help="longest tool output spliced in (default 256)"
+    )
     return p
 
 
@@ -309,6 +318,7 @@ def generate_and_grade(
     scorer,
     progress=None,
     task=None,
+    tools=None,
 ) -> tuple[list, dict]:
     """Sample ``samples`` completions per prompt and grade them, a chunk of prompts at a time.
 
@@ -328,10 +338,16 @@ def generate_and_grade(
         chunk = records[start : start + per_chunk]
         _seed(seed + i)
         t0 = time.perf_counter()
-        rollouts = engine.generate(prompt_ids[start : start + per_chunk], samples, sampling)
+        if tools is not None:  # multi-turn (--tools): rl_reason.rollout.multiturn
+            from rl_reason.rollout import multiturn
+
+            rollouts = multiturn.generate(engine, chunk, samples, sampling, tools, tokenizer)
+        else:
+            rollouts = engine.generate(prompt_ids[start : start + per_chunk], samples, sampling)
         t1 = time.perf_counter()
         batch = scorer.score(
-            [r.completion_text for r in rollouts], [chunk[r.prompt_index].fields for r in rollouts]
+            [r.completion_text for r in rollouts],
+            [_grading_fields(chunk[r.prompt_index].fields, r) for r in rollouts],
         )
         score_s += time.perf_counter() - t1
         gen_s += t1 - t0
@@ -348,12 +364,33 @@ def generate_and_grade(
                     extracted=eval_set.extract(r.completion_text),
                     gold=eval_set.gold(rec),
                     correct=bool(ok),
-                    tokens=len(r.completion_ids),
+                    tokens=sum(r.model_mask()),  # the model's own tokens (not tool output)
                 )
             )
         if progress is not None:
             progress.advance(task, len(chunk))
     return results, {"gen_s": gen_s, "score_s": score_s}
+
+
+def _grading_fields(fields, rollout) -> dict:
+    if not rollout.turns:
+        return fields
+    from rl_reason.rollout.multiturn import checker_fields
+
+    return checker_fields(fields, rollout)
+
+
+def tool_settings(args):
+    """--tools as the multi-turn driver's settings (None without it)."""
+    if not getattr(args, "tools", None):
+        return None
+    from rl_reason.envs import make_factory
+    from rl_reason.rollout.multiturn import ToolSettings
+
+    if args.max_tool_calls < 0 or args.tool_output_tokens <= 0:
+        raise ConfigError("--max-tool-calls must be >= 0 and --tool-output-tokens > 0")
+    names = [t.strip() for t in args.tools.split(",") if t.strip()]
+    return ToolSettings(make_factory(names, {}), args.max_tool_calls, args.tool_output_tokens)
 
 
 def _progress():
@@ -389,6 +426,7 @@ def _one_pass(
         scorer=scorer,
         progress=progress,
         task=task,
+        tools=getattr(args, "tool_settings", None),
     )
     wall = time.perf_counter() - t0
     metrics = summarize(results, args.ks, wall)
@@ -481,6 +519,8 @@ def _settings(args, eval_set, greedy: bool, temperature: float) -> dict[str, Any
         "device": getattr(args, "device_used", args.device),
         "dtype": getattr(args, "dtype_used", args.dtype),
         "compare": bool(args.compare),
+        "tools": getattr(args, "tools", None),
+        "max_tool_calls": args.max_tool_calls if getattr(args, "tools", None) else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rl_reason_version": __version__,
     }
@@ -584,6 +624,7 @@ def run(args) -> int:
         eval_set.checkers = args.run_checkers
     if eval_set.skipped:
         print(f"note: skipped {eval_set.skipped} rows without a question/answer", file=sys.stderr)
+    args.tool_settings = tool_settings(args)
     greedy, temperature = sampling_settings(args.samples, args.temperature)
     sampling = SamplingParams(
         max_new_tokens=args.max_new_tokens,

@@ -161,10 +161,24 @@ def evaluate_in_training(trainer) -> dict[str, float]:
     max_new = cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens
     sampling = SamplingParams(max_new_tokens=max_new, greedy=True, stop=tuple(cfg.rollout.stop))
     # a sharded base needs every rank in every forward, prompts or not
-    rollouts = trainer.engine.generate(trainer._prompt_ids(recs), 1, sampling) if recs or dist.sharded else []
+    tools = getattr(trainer, "tools", None)
+    if tools is not None:  # a run with rollout.tools is evaluated with them
+        from rl_reason.rollout import multiturn
+
+        rollouts = multiturn.generate(trainer.engine, recs, 1, sampling, tools, trainer.tokenizer)
+    else:
+        rollouts = (
+            trainer.engine.generate(trainer._prompt_ids(recs), 1, sampling) if recs or dist.sharded else []
+        )
     scorer = trainer.eval_scorer or trainer.scorer
+    from rl_reason.rollout.multiturn import checker_fields
+
     scores = scorer.score(
-        [r.completion_text for r in rollouts], [recs[r.prompt_index].fields for r in rollouts]
+        [r.completion_text for r in rollouts],
+        [
+            checker_fields(recs[r.prompt_index].fields, r) if r.turns else recs[r.prompt_index].fields
+            for r in rollouts
+        ],
     )
     correct = [bool(c) for c in scores.correct]
     sums = dist.sum(
