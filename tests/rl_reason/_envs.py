@@ -39,3 +39,30 @@ class Broken:
 
     def step(self, model_text):
         raise RuntimeError("boom")
+
+
+class RetryTests:
+    """docs/ENVIRONMENTS.md's worked example, as printed there: run the task's tests on each
+    attempt and show the failure until they pass or the tries are spent."""
+
+    stop = ()  # a turn ends at EOS: step() sees each whole attempt
+
+    def __init__(self, tries: int = 3, timeout_s: float = 5.0):
+        from rewards import sandbox
+
+        self.tries, self.limits = tries, sandbox.Limits(timeout_s=timeout_s)
+
+    def reset(self, fields):
+        self.tests, self.entry, self.attempt = fields["tests"], fields.get("entry_point"), 0
+        return None  # the dataset's prompt
+
+    def step(self, model_text):
+        from rewards import sandbox
+        from rewards.code import extract_code
+
+        self.attempt += 1
+        out = sandbox.run_tests(extract_code(model_text), self.tests, self.entry, self.limits)
+        if out.passed or self.attempt >= self.tries:
+            return Step(done=True, seconds=out.duration_s)
+        why = (out.detail or out.stderr or out.status)[-400:]
+        return Step(f"\nThe tests failed:\n{why}\nFix the code.\n", error=True, seconds=out.duration_s)

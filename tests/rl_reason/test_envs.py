@@ -57,3 +57,17 @@ def test_recipe_validation_names_the_field(tiny_cfg):
         tiny_cfg("rollout.tools=[nope]")
     cfg = tiny_cfg("rollout.tools=[python]", "rollout.max_tool_calls=3")
     assert cfg.rollout.tools == ["python"] and cfg.rollout.max_tool_calls == 3
+
+
+def test_the_documented_retry_example_shows_failures_then_ends():
+    from tests.rl_reason._envs import RetryTests
+
+    env = RetryTests(tries=3)
+    env.reset({"tests": "assert add(2, 3) == 5\nassert add(0, 0) == 0"})
+    wrong = env.step("```python\ndef add(a, b):\n    return a - b\n```")
+    assert wrong.observation.startswith("\nThe tests failed:") and wrong.error and not wrong.done
+    right = env.step("```python\ndef add(a, b):\n    return a + b\n```")
+    assert right.done and right.observation is None
+    env.reset({"tests": "assert add(1, 1) == 2"})
+    assert all(not env.step("def add(a, b): return 0").done for _ in range(2))
+    assert env.step("def add(a, b): return 0").done  # the third try is the last
