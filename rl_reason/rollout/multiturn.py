@@ -125,6 +125,8 @@ def generate(
             if (lockstep.max(len(live)) if lockstep is not None else len(live)) == 0:
                 break
             budget = max((sampling.max_new_tokens - s.model_tokens for s in live), default=1)
+            if lockstep is not None:  # sharded: every rank decodes the same number of steps
+                budget = int(lockstep.max(budget))
             round_sampling = dataclasses.replace(
                 sampling, max_new_tokens=max(budget, 1), stop=tuple(sampling.stop) + env_stops
             )
@@ -138,9 +140,9 @@ def generate(
                 s.mask += [1] * len(ids)
                 s.logprobs += list(lps) if len(lps) == len(ids) else [0.0] * len(ids)
                 s.model_tokens += len(ids)
-                if how == "length":
+                if how == "length" or not ids:  # (no token at all would loop for ever)
                     s.close_model_turn(tokenizer)
-                    s.finish = "length"
+                    s.finish = "length" if how == "length" else "stop"
                     continue
                 text = tokenizer.decode(s.ids[s.turn_start :], skip_special_tokens=True)
                 if how == "stop" and _user_stop_hit(text, sampling):
@@ -165,6 +167,33 @@ def generate(
         )
         for s in seqs
     ]
+
+
+def round_results(rollouts: Sequence[Rollout], eos_ids) -> list[tuple[list[int], list[float], str]]:
+    """An engine's ``generate(seqs, 1, ...)`` as one round's (ids, logprobs, how): "eos" when
+    the last id is an EOS id, "stop" for a stop string, "length" otherwise."""
+    eos = set(eos_ids)
+    out = []
+    for r in rollouts:
+        how = r.finish_reason
+        if how == "stop":
+            how = "eos" if r.completion_ids and r.completion_ids[-1] in eos else "stop"
+        out.append((list(r.completion_ids), list(r.sample_logprobs), how))
+    return out
+
+
+def eos_ids(policy) -> list[int]:
+    """The ids that end a completion: the model's generation config's and the tokenizer's."""
+    ids = set()
+    config = getattr(getattr(policy, "model", None), "generation_config", None)
+    cfg_eos = getattr(config, "eos_token_id", None)
+    if isinstance(cfg_eos, int):
+        ids.add(cfg_eos)
+    elif cfg_eos:
+        ids.update(cfg_eos)
+    if policy.tokenizer.eos_token_id is not None:
+        ids.add(policy.tokenizer.eos_token_id)
+    return sorted(ids)
 
 
 def _step(env: Environment, text: str) -> Step:
