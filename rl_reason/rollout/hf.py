@@ -82,14 +82,11 @@ class HFEngine:
         """One round of the multi-turn driver (rl_reason.rollout.multiturn): each sequence of
         exact token ids continued until EOS (``"eos"``), a stop string (``"stop"``) or the
         budget (``"length"``); returns (ids, logprobs, how) per sequence."""
-        eos = set(_eos_ids(self.policy.model, self.policy.tokenizer))
-        out = []
-        for r in self.generate(seqs, 1, sampling):
-            how = r.finish_reason
-            if how == "stop":
-                how = "eos" if r.completion_ids and r.completion_ids[-1] in eos else "stop"
-            out.append((r.completion_ids, r.sample_logprobs, how))
-        return out
+        from rl_reason.rollout.multiturn import round_results
+
+        return round_results(
+            self.generate(seqs, 1, sampling), _eos_ids(self.policy.model, self.policy.tokenizer)
+        )
 
     def _generate_batch(self, jobs, sampling: SamplingParams, idle: bool = False) -> list[Rollout]:
         tok = self.policy.tokenizer

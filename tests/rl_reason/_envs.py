@@ -66,3 +66,9 @@ class RetryTests:
             return Step(done=True, seconds=out.duration_s)
         why = (out.detail or out.stderr or out.status)[-400:]
         return Step(f"\nThe tests failed:\n{why}\nFix the code.\n", error=True, seconds=out.duration_s)
+
+
+class Vowels(Letters):
+    """Letters with four stop strings: the server engine (the OpenAI API) takes at most four."""
+
+    stop = ("a", "e", "i", "o")
