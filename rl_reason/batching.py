@@ -25,6 +25,8 @@ class TrainBatch:
     rows: list[int] = dataclasses.field(default_factory=list)  # index of each row in the rollouts
     # MoE, hf engine: each row's (prompt + completion, layers, top_k) sampled experts (moe.py)
     routed_experts: Optional[list[torch.Tensor]] = None
+    # per completion token: 1 = sampled by the model, 0 = tool output (multi-turn); None: all model
+    model_masks: Optional[list[list[float]]] = None
 
     def __len__(self) -> int:
         return len(self.prompt_ids)
@@ -55,6 +57,7 @@ class MicroBatch:
     padding: bool = False  # an empty micro-batch that only keeps ranks in step
     packed: Optional[Any] = None  # rl_reason.packing.Packed: the same rows as one packed row
     routed_experts: Optional[torch.Tensor] = None  # (B, P + C, layers, top_k), moe.layout
+    model: Optional[torch.Tensor] = None  # (B, C) 1.0 on the model's tokens (None: every valid one)
 
     def without_loss(self) -> "MicroBatch":
         """A copy that adds nothing to any loss or metric (sharded runs pad ranks with fewer
@@ -78,10 +81,16 @@ def train_batch(
     if dummy:
         idx = [0]
     masks = []
+    multi_turn = any(rollouts[i].loss_mask for i in idx)
+    model_masks = [] if multi_turn else None
     for i in idx:
         r = rollouts[i]
         m = 0.0 if (dummy or (mask_truncated and r.truncated)) else 1.0
-        masks.append([m] * len(r.completion_ids))
+        if multi_turn:  # tool tokens are never in the loss
+            model_masks.append([float(x) for x in r.model_mask()])
+            masks.append([m * x for x in model_masks[-1]])
+        else:
+            masks.append([m] * len(r.completion_ids))
     has_sample = all(len(rollouts[i].sample_logprobs) == len(rollouts[i].completion_ids) for i in idx)
     return TrainBatch(
         prompt_ids=[rollouts[i].prompt_ids for i in idx],
@@ -92,6 +101,7 @@ def train_batch(
         real=not dummy,
         rows=idx,
         routed_experts=_routed(rollouts, idx),
+        model_masks=model_masks,
     )
 
 
@@ -133,6 +143,7 @@ def collate(batch: TrainBatch, idx: Sequence[int], pad_id: int, device) -> Micro
     mask = torch.zeros((n, C), dtype=torch.float32)
     valid = torch.zeros((n, C), dtype=torch.float32)
     sample = torch.zeros((n, C), dtype=torch.float32) if batch.sample_logprobs is not None else None
+    model = torch.zeros((n, C), dtype=torch.float32) if batch.model_masks is not None else None
     for row, i in enumerate(idx):
         p, c = batch.prompt_ids[i], batch.completion_ids[i]
         input_ids[row, P - len(p) : P] = torch.tensor(p, dtype=torch.long)
@@ -144,6 +155,8 @@ def collate(batch: TrainBatch, idx: Sequence[int], pad_id: int, device) -> Micro
             valid[row, : len(c)] = 1.0 if batch.real else 0.0
             if sample is not None:
                 sample[row, : len(c)] = torch.tensor(batch.sample_logprobs[i], dtype=torch.float32)
+            if model is not None:
+                model[row, : len(c)] = torch.tensor(batch.model_masks[i], dtype=torch.float32)
     return MicroBatch(
         index=tuple(idx),
         input_ids=input_ids.to(device),
@@ -155,6 +168,7 @@ def collate(batch: TrainBatch, idx: Sequence[int], pad_id: int, device) -> Micro
         completion_len=C,
         **_distinct_prompts(input_ids, attention, P, device),
         routed_experts=_routed_layout(batch, idx, P, C, device),
+        model=model.to(device) if model is not None else None,
     )
 
 

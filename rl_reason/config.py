@@ -426,6 +426,22 @@ class RolloutConfig(Section):
         "continues under it (each token records its version; not bitwise reproducible).",
     )
     partial_chunk: int = setting(16, doc="rollout.partial: tokens sampled between adapter checks.", gt=0)
+    tools: list[str] = setting(
+        doc="Multi-turn environments the model may call while sampling, e.g. `[python]` (a fenced "
+        "python block runs in the sandbox); a name, `module:function` or an `rl_reason.envs` entry "
+        "point. See [ENVIRONMENTS.md](ENVIRONMENTS.md).",
+        factory=list,
+    )
+    max_tool_calls: int = setting(4, doc="Tool calls per rollout; the rollout ends at a call past it.", ge=0)
+    tool_output_tokens: int = setting(
+        256,
+        doc="Longest tool output spliced in, in tokens; longer output is cut with a note.",
+        gt=0,
+    )
+    tool_params: dict[str, Any] = setting(
+        doc="Keyword arguments of the environment, e.g. `{timeout_s: 5, memory_mb: 512, rollout_s: 30}`.",
+        factory=dict,
+    )
 
     def validate(self, at: str) -> None:
         if self.engine == "server" and not self.servers:
@@ -441,6 +457,24 @@ class RolloutConfig(Section):
                 "partial rollouts need rollout.max_staleness >= 1 and rollout.engine hf or vllm "
                 "(a sampler process); see docs/ASYNC.md",
             )
+        if self.tools and self.max_staleness:
+            raise self.invalid(
+                at,
+                "tools",
+                "multi-turn rollouts are sampled synchronously for now; use rollout.max_staleness=0 "
+                "with rollout.tools",
+            )
+        if self.tools:  # names resolve now, not mid-run (rl_reason/envs)
+            from rl_reason import envs
+
+            if len(self.tools) > 1:
+                raise self.invalid(
+                    at, "tools", "one environment per run; write one that offers several tools"
+                )
+            try:
+                envs.resolve(self.tools[0])
+            except ConfigError as exc:
+                raise self.invalid(at, "tools", str(exc).removeprefix("rollout.tools: ")) from None
 
 
 @dataclass

@@ -107,6 +107,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
         default=None,
         help="text appended to the prompt with {budget}; default: data.budget_template's default",
     )
+    p.add_argument(
+        "--tools",
+        help="multi-turn with an environment, e.g. python (a fenced python block runs in the "
+        "sandbox); a name or module:function (docs/ENVIRONMENTS.md)",
+    )
+    p.add_argument("--max-tool-calls", type=int, default=4, help="tool calls per completion (default 4)")
+    p.add_argument(
+        "--tool-output-tokens", type=int, default=256, help="longest tool output spliced in (default 256)"
+    )
     return p
 
 
@@ -297,6 +306,19 @@ def make_vllm_engine(model: str, adapter: Optional[str], args):
 # --------------------------------------------------------------------------- passes
 
 
+def tool_settings(args):
+    """--tools as the multi-turn driver's settings (None without it)."""
+    if not getattr(args, "tools", None):
+        return None
+    from rl_reason.envs import make_factory
+    from rl_reason.rollout.multiturn import ToolSettings
+
+    if args.max_tool_calls < 0 or args.tool_output_tokens <= 0:
+        raise ConfigError("--max-tool-calls must be >= 0 and --tool-output-tokens > 0")
+    names = [t.strip() for t in args.tools.split(",") if t.strip()]
+    return ToolSettings(make_factory(names, {}), args.max_tool_calls, args.tool_output_tokens)
+
+
 def _progress():
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -333,6 +355,8 @@ def _one_pass(
         chunk_prompts=max(1, args.batch_size // args.samples),
         seed=args.seed,
         on_chunk=lambda n: progress.advance(task, n),
+        tools=getattr(args, "tool_settings", None),
+        tokenizer=policy_tok,
     )
     wall = time.perf_counter() - t0
     metrics = evaluate.summarize(graded.results, args.ks, wall)
@@ -454,6 +478,8 @@ def _settings(args, eval_set, greedy: bool, temperature: float) -> dict[str, Any
         "device": getattr(args, "device_used", args.device),
         "dtype": getattr(args, "dtype_used", args.dtype),
         "compare": bool(args.compare),
+        "tools": getattr(args, "tools", None),
+        "max_tool_calls": args.max_tool_calls if getattr(args, "tools", None) else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rl_reason_version": __version__,
     }
@@ -590,6 +616,7 @@ def run(args) -> int:
         eval_set.checkers = args.run_checkers
     if eval_set.skipped:
         print(f"note: skipped {eval_set.skipped} rows without a question/answer", file=sys.stderr)
+    args.tool_settings = tool_settings(args)
     greedy, temperature = sampling_settings(args.samples, args.temperature)
     sampling = SamplingParams(
         max_new_tokens=args.max_new_tokens,

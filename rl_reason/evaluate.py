@@ -174,6 +174,8 @@ def generate_and_grade(
     seed: Optional[int] = None,
     lockstep: bool = False,
     on_chunk: Optional[Callable[[int], None]] = None,
+    tools=None,
+    tokenizer=None,
 ) -> Graded:
     """Sample ``samples`` completions per record and grade them: the one evaluation path of
     ``rl-reason eval`` and of the trainer's ``eval.every`` / ``at_start`` / ``at_end``.
@@ -184,10 +186,13 @@ def generate_and_grade(
     trainer passes none (each training step reseeds torch itself). ``lockstep``: call the
     engine even with no prompts (a sharded base needs every rank in every forward).
     ``kind`` ("math" | "code", default from the records) picks what ``extracted`` holds.
+    ``tools`` (rl_reason.rollout.multiturn.ToolSettings, with the ``tokenizer``): multi-turn
+    rollouts with an environment; token counts are the model's own tokens, not tool output.
     """
     import time
 
     from rl_reason.eval_sets import extract_final
+    from rl_reason.rollout import multiturn
 
     kind = kind or records_kind(records)
     per_chunk = max(1, chunk_prompts or len(records) or 1)
@@ -198,18 +203,21 @@ def generate_and_grade(
         if seed is not None:
             _seed(seed + i)
         t0 = time.perf_counter()
-        rollouts = engine.generate(list(prompt_ids[start : start + per_chunk]), samples, sampling)
+        if tools is not None:  # multi-turn (rollout.tools, eval --tools): rl_reason.rollout.multiturn
+            rollouts = multiturn.generate(engine, chunk, samples, sampling, tools, tokenizer)
+        else:
+            rollouts = engine.generate(list(prompt_ids[start : start + per_chunk]), samples, sampling)
         t1 = time.perf_counter()
-        # as in training: the token count for length rewards, a group per prompt
+        # as in training: the model's token count for length rewards, the turns, a group per prompt
         batch = scorer.score(
             [r.completion_text for r in rollouts],
-            [dict(chunk[r.prompt_index].fields, completion_tokens=len(r.completion_ids)) for r in rollouts],
+            [multiturn.checker_fields(chunk[r.prompt_index].fields, r) for r in rollouts],
             groups=[r.prompt_index for r in rollouts],
         )
         out.score_s += time.perf_counter() - t1
         out.gen_s += t1 - t0
         seen: dict[int, int] = {}
-        seconds = answer_seconds(t1 - t0, [len(r.completion_ids) for r in rollouts])
+        seconds = answer_seconds(t1 - t0, [sum(r.model_mask()) for r in rollouts])
         for r, ok, total, sec in zip(rollouts, batch.correct, batch.total, seconds):
             rec = chunk[r.prompt_index]
             index = seen.get(r.prompt_index, 0)
@@ -223,7 +231,7 @@ def generate_and_grade(
                     extracted=extract_final(kind, r.completion_text),
                     gold=None if gold is None else str(gold),
                     correct=bool(ok),
-                    tokens=len(r.completion_ids),
+                    tokens=sum(r.model_mask()),  # the model's own tokens (not tool output)
                     reward=float(total),
                     seconds=sec,
                     budget=rec.fields.get("budget"),
@@ -323,6 +331,8 @@ def evaluate_in_training(trainer) -> dict[str, float]:
         sampling,
         kind=records_kind(trainer.eval_records),
         lockstep=dist.sharded,
+        tools=getattr(trainer, "tools", None),  # a run with rollout.tools is evaluated with them
+        tokenizer=trainer.tokenizer,
     )
     results = [r for part in dist.gather_objects(graded.results) for r in part]
     return training_metrics(summarize(results, [1], time.perf_counter() - t0))

@@ -101,7 +101,13 @@ class SyncProducer:
         t, dist = self.t, self.t.dist
         local = t.sampler.next_batch()[dist.rank :: dist.world]
         t0 = time.perf_counter()
-        rollouts = t.engine.generate(t._prompt_ids(local), t.cfg.rollout.num_generations, t.sampling)
+        n = t.cfg.rollout.num_generations
+        if t.tools is not None:  # multi-turn with rollout.tools (rl_reason/rollout/multiturn.py)
+            from rl_reason.rollout import multiturn
+
+            rollouts = multiturn.generate(t.engine, local, n, t.sampling, t.tools, t.tokenizer)
+        else:
+            rollouts = t.engine.generate(t._prompt_ids(local), n, t.sampling)
         gen_s = time.perf_counter() - t0
         _set_version(rollouts, self.version)
         return RolloutBatch(step, local, rollouts, self.version, gen_s)

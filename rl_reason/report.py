@@ -646,6 +646,7 @@ figure{margin:0} figure img{max-width:100%;border:1px solid #ddd}
 pre{background:#f7f7f7;border:1px solid #ddd;padding:.6em;white-space:pre-wrap;word-break:break-word;max-height:30em;overflow:auto}
 .sample{border:1px solid #ddd;border-radius:4px;padding:.4em .8em;margin:.6em 0}
 .sample.best{border-left:4px solid #2a2} .sample.worst{border-left:4px solid #c33}
+pre.tool{background:#eef4ff;border-color:#9ab} .turn{margin:.2em 0 0;font-size:.85em;color:#555}
 .meta{font-size:.9em;color:#444} nav a{margin-right:1em}
 """
 
@@ -737,10 +738,35 @@ def _sample_card(row: dict, kind: str, rank: int) -> str:
         f" · advantage {_fmt(row.get('advantage'))} · in update {_fmt(row.get('in_update'))}"
         f" · {_fmt(row.get('tokens'))} tokens · finish {_fmt(row.get('finish_reason'))}"
     )
-    return (
-        f'<div class="sample {kind}"><p class="meta">{kind} {rank} · {meta}</p>{rtable}'
-        f"<pre>{_esc(text)}</pre>{cut}</div>"
-    )
+    body = _turns_html(row["turns"]) if isinstance(row.get("turns"), list) and row["turns"] else ""
+    if not body:
+        body = f"<pre>{_esc(text)}</pre>{cut}"
+    return f'<div class="sample {kind}"><p class="meta">{kind} {rank} · {meta}</p>{rtable}{body}</div>'
+
+
+def _turns_html(turns: list) -> str:
+    """A multi-turn rollout (rollout.tools) turn by turn: the model's text, and each tool's
+    output with the time it took and whether it failed, timed out or was cut."""
+    parts, left = [], MAX_COMPLETION_CHARS
+    for k, t in enumerate(turns):
+        if not isinstance(t, dict):
+            continue
+        text = str(t.get("text", ""))
+        more = ""
+        if len(text) > left:
+            more = f" · {len(text) - left} more characters in {ROLLOUTS_FILE}"
+            text = text[: max(left, 0)]
+        left -= len(text)
+        if t.get("role") == "tool":
+            flags = [f for f in ("error", "timed_out", "cut") if t.get(f)]
+            label = f"tool · {_fmt(t.get('seconds'))} s" + "".join(f" · {f.replace('_', ' ')}" for f in flags)
+            cls = ' class="tool"'
+        else:
+            label, cls = "model", ""
+        parts.append(
+            f'<p class="turn">turn {k + 1} · {_esc(label)}{_esc(more)}</p><pre{cls}>{_esc(text)}</pre>'
+        )
+    return "".join(parts)
 
 
 def _samples_section(samples: list[StepSample], has_file: bool, n: int) -> str:

@@ -96,4 +96,6 @@ def rollout_rows(
                 "adapter_version": r.adapter_version,  # rl_reason/producer.py
             }
         )
+        if r.turns:  # multi-turn: each turn, what the tool returned and its time
+            rows[-1]["turns"] = [t.as_dict() for t in r.turns]
     return rows

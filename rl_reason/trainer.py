@@ -73,6 +73,10 @@ class Trainer:
             top_k=cfg.rollout.top_k,
             stop=tuple(cfg.rollout.stop),
         )
+        from rl_reason.rollout import multiturn
+
+        self.tools = multiturn.settings_from_config(cfg.rollout)  # None: single-turn
+
         from rl_reason.producer import make_producer
 
         self.producer = make_producer(self)  # rollout.max_staleness: sample now or ahead
@@ -256,10 +260,9 @@ class Trainer:
 
         # 2. rewards
         t0 = time.perf_counter()
-        fields = [
-            dict(local[r.prompt_index].fields, completion_tokens=len(r.completion_ids), step=step)
-            for r in rollouts
-        ]
+        from rl_reason.rollout.multiturn import checker_fields  # + the turns of multi-turn rollouts
+
+        fields = [dict(checker_fields(local[r.prompt_index].fields, r), step=step) for r in rollouts]
         # groups (the prompt index) and step: for rewards.shaping's batch-level length rewards
         groups = [r.prompt_index for r in rollouts]
         scores = self.scorer.score([r.completion_text for r in rollouts], fields, groups=groups)
@@ -287,6 +290,10 @@ class Trainer:
         self.producer.after_update(step)  # the engine (or the sampler) gets adapter version `step`
 
         # 5. metrics
+        if self.tools is not None:  # tools/* of multi-turn rollouts, averaged over ranks
+            from rl_reason.rollout.multiturn import tool_metrics
+
+            update_stats.update(tool_metrics(rollouts))
         times = (t_gen, t_score, t_update)
         lr = self.scheduler.get_last_lr()[0]
         metrics = step_metrics(

@@ -149,6 +149,8 @@ def token_advantages(
             algorithms.kl_estimate(o.cpu(), r.cpu(), alg.kl_estimator)
             for o, r in zip(frozen.old_lp, frozen.ref_lp)
         ]
+        # tool output is not the policy's: no KL on it (multi-turn)
+        kl = [k * t.model.cpu() if t.model is not None else k for k, t in zip(kl, mbs)]
     values = [v.cpu() if v is not None else None for v in frozen.old_v]
     x = TokenInputs([t.advantages.cpu() for t in mbs], valid, kl, values, alg, sum_fn=dist.sum)
     if spec.needs_old_logprobs or spec.needs_teacher:
@@ -237,6 +239,7 @@ class _Sums:
         self.weight = 0.0
         self.diff_max = 0.0
         self.is_max = 0.0
+        self.sampled = 0.0  # sampled tokens (tool output left out)
 
     def add(self, key: str, value: float, w: float = 1.0) -> None:
         self.sums[key] = self.sums.get(key, 0.0) + value * w
@@ -288,8 +291,10 @@ def actor_loss(lr: Learner, t: MicroBatch, k: int, frozen: Frozen, counts: Count
             kl_tok = algorithms.kl_estimate(logp.detach(), frozen.ref_lp[k], alg.kl_estimator)
             acc.add("policy/kl", float((kl_tok * t.mask).sum()))
         if t.sample_logp is not None:
-            diff = (logp.detach() - t.sample_logp).abs() * t.valid
+            sampled = t.valid * t.model if t.model is not None else t.valid  # tools report none
+            diff = (logp.detach() - t.sample_logp).abs() * sampled
             acc.add("rollout/logprob_diff_mean", float(diff.sum()))
+            acc.sampled += float(sampled.sum())
             acc.diff_max = max(acc.diff_max, float(diff.max()) if diff.numel() else 0.0)
             if is_w is not None:
                 acc.add("policy/is_weight_mean", float((is_w * t.mask).sum()))
@@ -324,9 +329,7 @@ def actor_step(lr: Learner, mbs: Sequence[MicroBatch], frozen: Frozen, counts: C
     advance(lr.scheduler)  # the schedule moves on even when the step was skipped
     out = {key: val / max(acc.weight, 1.0) for key, val in acc.sums.items()}
     if "rollout/logprob_diff_mean" in out:  # over every sampled token, not only loss tokens
-        out["rollout/logprob_diff_mean"] = acc.sums["rollout/logprob_diff_mean"] / max(
-            counts.valid_local, 1.0
-        )
+        out["rollout/logprob_diff_mean"] = acc.sums["rollout/logprob_diff_mean"] / max(acc.sampled, 1.0)
         out["rollout/logprob_diff_max"] = acc.diff_max
     if "policy/is_weight_mean" in out:
         out["policy/is_weight_max"] = acc.is_max

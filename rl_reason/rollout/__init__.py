@@ -28,13 +28,24 @@ class Rollout:
     completion_ids: list[int]  # the sampled tokens, EOS included when it was sampled
     completion_text: str  # decoded completion, cut at a stop string if one matched
     sample_logprobs: list[float] = field(default_factory=list)  # sampler's log-prob per token
-    finish_reason: str = "length"  # "stop" (EOS or stop string) or "length" (hit max_new_tokens)
+    # "stop" (EOS or stop string), "length" (hit max_new_tokens), "tool_limit" (a tool call
+    # past rollout.max_tool_calls ended it)
+    finish_reason: str = "length"
+    # multi-turn rollouts (rl_reason.rollout.multiturn): 1 on the model's tokens, 0 on tool
+    # tokens spliced in (empty: every token is the model's); the turns, in order
+    loss_mask: list[int] = field(default_factory=list)
+    turns: list = field(default_factory=list)  # rl_reason.rollout.multiturn.Turn
+
     # MoE bases, hf engine: (prompt + completion tokens, layers, top_k) experts the sampler ran
     # (rl_reason/moe.py); what routing replay gives the update's forwards
     routed_experts: Optional[Any] = None
     adapter_version: int = 0  # adapter version it was sampled with (the oldest, when partial)
     # rollout.partial: the version that sampled each completion token (empty: all adapter_version)
     token_versions: list[int] = field(default_factory=list)
+
+    def model_mask(self) -> list[int]:
+        """1 on every token the model sampled, 0 on tool output."""
+        return list(self.loss_mask) if self.loss_mask else [1] * len(self.completion_ids)
 
     @property
     def truncated(self) -> bool:

@@ -78,6 +78,16 @@ class HFEngine:
                 reshard(model)  # see reshard(): no unit may stay gathered on some ranks only
         return out
 
+    def continue_rows(self, seqs: Sequence[Sequence[int]], sampling: SamplingParams):
+        """One round of the multi-turn driver (rl_reason.rollout.multiturn): each sequence of
+        exact token ids continued until EOS (``"eos"``), a stop string (``"stop"``) or the
+        budget (``"length"``); returns (ids, logprobs, how) per sequence."""
+        from rl_reason.rollout.multiturn import round_results
+
+        return round_results(
+            self.generate(seqs, 1, sampling), _eos_ids(self.policy.model, self.policy.tokenizer)
+        )
+
     def _generate_batch(self, jobs, sampling: SamplingParams, idle: bool = False) -> list[Rollout]:
         tok = self.policy.tokenizer
         eos_ids = _eos_ids(self.policy.model, tok)

@@ -54,6 +54,9 @@ MAX_PARALLEL = 64  # requests in flight at once, over all servers
 SERVE_HINT = "start one with `rl-reason serve RECIPE --start`"
 
 
+MAX_STOPS = 4  # stop strings per OpenAI completion request
+
+
 class ServerError(Exception):
     """One failed HTTP exchange; ``retry`` says whether trying again can help."""
 
@@ -257,6 +260,14 @@ class ServerEngine:
                 )
         return rollouts
 
+    def continue_rows(self, seqs: Sequence[Sequence[int]], sampling: SamplingParams):
+        """One round of the multi-turn driver (rl_reason.rollout.multiturn): each sequence is
+        sent as its exact token ids (prompt, model and tool tokens; never re-tokenized) with the
+        round's stop strings; returns (ids, logprobs, how) per sequence."""
+        from rl_reason.rollout.multiturn import eos_ids, round_results
+
+        return round_results(self.generate(seqs, 1, sampling), eos_ids(self.policy))
+
     def _request(self, prompt: list[int], n: int, sampling: SamplingParams, seed: int) -> dict:
         body = {
             "model": self.current,
@@ -274,6 +285,12 @@ class ServerEngine:
             "skip_special_tokens": True,
         }
         if sampling.stop:
+            if len(sampling.stop) > MAX_STOPS:  # the OpenAI API's limit, which vLLM enforces
+                raise EngineError(
+                    f"the server engine sends at most {MAX_STOPS} stop strings (the OpenAI API's "
+                    f"limit), and rollout.stop plus the environment's stop give {len(sampling.stop)}; "
+                    "use fewer, or rollout.engine=hf or vllm"
+                )
             body["stop"] = list(sampling.stop)
         return body
 

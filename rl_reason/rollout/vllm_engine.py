@@ -310,6 +310,14 @@ class VLLMEngine:
             self.asleep = True
         return rollouts
 
+    def continue_rows(self, seqs: Sequence[Sequence[int]], sampling: SamplingParams):
+        """One round of the multi-turn driver (rl_reason.rollout.multiturn): each sequence is
+        sent as its exact token ids (prompt, model and tool tokens; never re-tokenized) with the
+        round's stop strings; returns (ids, logprobs, how) per sequence."""
+        from rl_reason.rollout.multiturn import eos_ids, round_results
+
+        return round_results(self.generate(seqs, 1, sampling), eos_ids(self.policy))
+
     def _wake(self) -> None:
         if self.asleep:
             self.llm.wake_up()

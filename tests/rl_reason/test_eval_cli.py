@@ -252,3 +252,31 @@ def test_arith_is_the_demo_held_out_set():
     assert sorted(map(key, es.records)) == sorted(map(key, held))
     assert len(es.records) == cfg.data.synthetic.num_eval
     assert es.checkers == [{"name": "math_answer", "params": {"numeric_only": True, "order": ["boxed"]}}]
+
+
+def test_eval_with_tools_runs_multi_turn_and_grades_the_transcript(math_file, tmp_path):
+    """--tools: the environment of tests/rl_reason/_envs.py (which the random model triggers)
+    answers in the completions that are graded; the settings record it."""
+    out = tmp_path / "out"
+    argv = ["--data", math_file, "--samples", 2, "--out", out, "--tools", "tests.rl_reason._envs:Letters"]
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                "tiny-random",
+                "--max-new-tokens",
+                "24",
+                *map(str, argv),
+                "--max-tool-calls",
+                "2",
+            ]
+        )
+        == 0
+    )
+    report = json.loads((out / "eval.json").read_text())
+    assert report["tools"] == "tests.rl_reason._envs:Letters" and report["max_tool_calls"] == 2
+    rows = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert any(" <" in r["completion"] and ":1> " in r["completion"] for r in rows)
+    assert all(r["completion"].count(":3> ") == 0 for r in rows)  # at most 2 calls
+    assert all(r["tokens"] <= 24 for r in rows)  # the model's tokens only

@@ -324,3 +324,30 @@ def test_speed_path_reads_new_and_old_eval_length_names():
     for key in ("eval/tokens_mean", "eval/len_mean"):
         chart = _chart_speed_path(Metrics([{"step": 0, "eval/accuracy": 0.25, key: 9.0}]))
         assert chart.png is not None, key
+
+
+def test_multi_turn_rollouts_show_each_turn_tool_output_and_time(tmp_path):
+    run = _make_run(tmp_path / "run")
+    rows = [json.loads(x) for x in (run / "rollouts.jsonl").read_text().splitlines()]
+    rows[-1]["turns"] = [
+        {"role": "model", "text": "```python\nprint(6*7)\n```", "start": 0, "end": 9, "seconds": 0.0},
+        {"role": "tool", "text": "\n```output\n42\n```\n", "start": 9, "end": 14, "seconds": 0.25},
+        {
+            "role": "tool",
+            "text": f"{SCRIPT}",
+            "start": 14,
+            "end": 20,
+            "seconds": 2.0,
+            "error": True,
+            "timed_out": True,
+        },
+        {"role": "model", "text": "so \\boxed{42}", "start": 20, "end": 24, "seconds": 0.0},
+    ]
+    (run / "rollouts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    build_report(run, samples_per_step=1, steps_sampled=3)
+    page = (run / "report.html").read_text(encoding="utf-8")
+    card = page.split('id="samples-step-4"')[1].split('class="sample worst"')[0]
+    assert "turn 1 · model</p><pre>```python\nprint(6*7)\n```</pre>" in card
+    assert 'turn 2 · tool · 0.25 s</p><pre class="tool">\n```output\n42\n```\n</pre>' in card
+    assert "turn 3 · tool · 2 s · error · timed out" in card and SCRIPT not in page
+    assert "turn 4 · model</p><pre>so \\boxed{42}</pre>" in card
