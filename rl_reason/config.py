@@ -1058,6 +1058,13 @@ class RunConfig(Section):
                 f"rollout.engine={self.rollout.engine} does not report the experts it routed to; "
                 "use rollout.engine=hf for routing replay (docs/MOE.md)",
             )
+        if self.algorithm.routing_replay and (self.rollout.max_staleness or self.rollout.tools):
+            raise self.invalid(
+                at,
+                "algorithm.routing_replay",
+                "routing replay needs the experts recorded by the synchronous single-turn hf "
+                "sampler; set rollout.max_staleness=0 and leave rollout.tools empty",
+            )
         if self.algorithm.routing_replay and self.model.gradient_checkpointing:
             raise self.invalid(
                 at,

@@ -57,6 +57,11 @@ def test_recipe_validation_names_the_field(tiny_cfg):
         tiny_cfg("rollout.tools=[nope]")
     cfg = tiny_cfg("rollout.tools=[python]", "rollout.max_tool_calls=3")
     assert cfg.rollout.tools == ["python"] and cfg.rollout.max_tool_calls == 3
+    # multi-turn rollouts are sampled synchronously: asynchronous sampling with tools is refused
+    with pytest.raises(ConfigError, match="rollout.tools.*max_staleness=0"):
+        tiny_cfg("rollout.tools=[python]", "rollout.max_staleness=1")
+    with pytest.raises(ConfigError, match="routing_replay.*max_staleness=0"):
+        tiny_cfg("rollout.tools=[python]", "algorithm.routing_replay=true")
 
 
 def test_the_documented_retry_example_shows_failures_then_ends():
