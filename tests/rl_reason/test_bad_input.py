@@ -255,7 +255,9 @@ def test_bad_input_is_one_line_and_loses_nothing(row, tmp_path, good_run):
     assert_run_dir_sound(run_dir)
     assert tree_digest(good_run) == before  # the good run is untouched
     if name.startswith("hub_"):
-        assert out.wall_s < 20, f"took {out.wall_s:.1f} s"  # no minute of retries
+        # no minute of retries (45d180b: 50 s and 45 lines); the bound leaves room for a loaded
+        # machine, where importing torch and transformers alone can take 15-20 s
+        assert out.wall_s < 40, f"took {out.wall_s:.1f} s"
 
 
 # --------------------------------------------------------------------------- per point
