@@ -61,7 +61,14 @@ def child(kind: str, steps: int, model_dir: str, out: Path) -> None:
     if kind == "dense":
         cfg = load_config(DENSE, extra + [f"model.name={model_dir}"])
     else:
-        cfg = load_config(MOE, extra + [f"algorithm.routing_replay={str(kind == 'replay').lower()}"])
+        replay = kind in ("replay", "replay_gspo")
+        gspo = ["algorithm.policy_loss=gspo", "algorithm.clip_low=3e-4", "algorithm.clip_high=4e-4"]
+        cfg = load_config(
+            MOE,
+            extra
+            + [f"algorithm.routing_replay={str(replay).lower()}"]
+            + (gspo if kind == "replay_gspo" else []),
+        )
     run_dir = out / kind
     Trainer(cfg, run_dir).run()
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -121,7 +128,7 @@ def big_moe_lora_mb(r: int = 16) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--child", choices=["dense", "plain", "replay"])
+    ap.add_argument("--child", choices=["dense", "plain", "replay", "replay_gspo"])
     ap.add_argument("--model-dir", default="")
     ap.add_argument("--out", default="")
     ap.add_argument("--no-big", action="store_true", help="skip the 30B-A3B memory figure")
@@ -137,7 +144,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-moe-") as tmp:
         dense_dir = Path(tmp) / "dense64"
         build_tiny_random(dense_dir, intermediate_size=64)  # = 2 active experts x 32
-        for kind in ("dense", "plain", "replay"):
+        for kind in ("dense", "plain", "replay", "replay_gspo"):  # the last: the learning check
             cmd = [sys.executable, __file__, "--child", kind, "--steps", str(args.steps)]
             cmd += ["--model-dir", str(dense_dir), "--out", tmp]
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
@@ -147,7 +154,7 @@ def main() -> None:
             print(kind, json.dumps(results[kind]), flush=True)
     for kind, r in results.items():
         print(
-            f"{kind:6s} s/step {r['s_per_step']:.2f}  peak RSS {r['rss_mb']:.0f} MB  "
+            f"{kind:11s} s/step {r['s_per_step']:.2f}  peak RSS {r['rss_mb']:.0f} MB  "
             f"digits {r['digits_first']:.3f} -> {r['digits_last']:.3f}"
             + (
                 f"  agreement {r['agreement']:.4f} (router's own {r['router_agreement']:.4f})"

@@ -165,3 +165,27 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [json_safe(v) for v in value]
     return value
+
+
+def after_step(trainer, step: int, metrics: Mapping[str, float]) -> None:
+    """The trainer's check after each step: warn about a skipped step or a run that stopped
+    learning; after ``train.max_bad_steps`` bad steps in a row, checkpoint (the adapter is as
+    of the last good step) and stop with one line (RunStoppedError)."""
+    import shlex
+
+    from rl_reason import algorithms
+    from rl_reason.errors import RLReasonError
+
+    hint = (
+        f"; checkpoint of step {step} written; fix the cause, then "
+        f"rl-reason resume {shlex.quote(str(trainer.run_dir))}"
+    )
+    try:
+        msg = trainer.guard.observe(step, trainer.bad, hint=hint)
+    except RLReasonError:
+        trainer.save_checkpoint(step)
+        raise
+    if msg is None and algorithms.get(trainer.cfg.algorithm.name).needs_groups:
+        msg = trainer.no_update.observe(metrics)
+    if msg:
+        trainer.say(f"warning: {msg}")

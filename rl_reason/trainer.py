@@ -23,8 +23,9 @@ import torch
 from rl_reason import algorithms, guards, packing, train_state, update
 from rl_reason.config import RunConfig, config_hash, dump_yaml, to_dict
 from rl_reason.distributed import AccelerateDist
-from rl_reason.errors import ConfigError, RLReasonError, RunDirError
-from rl_reason.rollout import Rollout, SamplingParams
+from rl_reason.errors import ConfigError, RunDirError
+from rl_reason.producer import make_producer
+from rl_reason.rollout import Rollout, SamplingParams, multiturn
 from rl_reason.step_metrics import rollout_rows, step_metrics
 
 log = logging.getLogger("rl_reason")
@@ -66,19 +67,8 @@ class Trainer:
 
         self._load_data()
         self._build_models(make_engine)
-        self.sampling = SamplingParams(
-            max_new_tokens=cfg.rollout.max_new_tokens,
-            temperature=cfg.rollout.temperature,
-            top_p=cfg.rollout.top_p,
-            top_k=cfg.rollout.top_k,
-            stop=tuple(cfg.rollout.stop),
-        )
-        from rl_reason.rollout import multiturn
-
+        self.sampling = SamplingParams.from_config(cfg.rollout)
         self.tools = multiturn.settings_from_config(cfg.rollout)  # None: single-turn
-
-        from rl_reason.producer import make_producer
-
         self.producer = make_producer(self)  # rollout.max_staleness: sample now or ahead
 
         self._build_scorer()
@@ -227,7 +217,7 @@ class Trainer:
                 if last_eval and "eval/n" in metrics:
                     self._keep_best(step, last_eval)
                 self._log(step, metrics)
-                self._after_step_guards(step, metrics)  # may checkpoint and stop
+                guards.after_step(self, step, metrics)  # may warn, or checkpoint and stop
                 due = cfg.checkpoint.every and step % cfg.checkpoint.every == 0
                 if due or step == cfg.train.steps or stop.requested:
                     self.save_checkpoint(step)
@@ -260,9 +250,10 @@ class Trainer:
 
         # 2. rewards
         t0 = time.perf_counter()
-        from rl_reason.rollout.multiturn import checker_fields  # + the turns of multi-turn rollouts
-
-        fields = [dict(checker_fields(local[r.prompt_index].fields, r), step=step) for r in rollouts]
+        # the record's fields, the model's token count, the turns of a multi-turn rollout, the step
+        fields = [
+            dict(multiturn.checker_fields(local[r.prompt_index].fields, r), step=step) for r in rollouts
+        ]
         # groups (the prompt index) and step: for rewards.shaping's batch-level length rewards
         groups = [r.prompt_index for r in rollouts]
         scores = self.scorer.score([r.completion_text for r in rollouts], fields, groups=groups)
@@ -291,9 +282,7 @@ class Trainer:
 
         # 5. metrics
         if self.tools is not None:  # tools/* of multi-turn rollouts, averaged over ranks
-            from rl_reason.rollout.multiturn import tool_metrics
-
-            update_stats.update(tool_metrics(rollouts))
+            update_stats.update(multiturn.tool_metrics(rollouts))
         times = (t_gen, t_score, t_update)
         lr = self.scheduler.get_last_lr()[0]
         metrics = step_metrics(
@@ -346,23 +335,6 @@ class Trainer:
 
     def _keep_best(self, step: int, eval_metrics: dict[str, float]) -> None:
         train_state.keep_best(self, step, eval_metrics)
-
-    def _after_step_guards(self, step: int, metrics: dict[str, float]) -> None:
-        """Warn about a skipped step or a run that stopped learning; after train.max_bad_steps
-        bad steps in a row, checkpoint (the adapter is as of the last good step) and stop."""
-        hint = (
-            f"; checkpoint of step {step} written; fix the cause, then "
-            f"rl-reason resume {shlex.quote(str(self.run_dir))}"
-        )
-        try:
-            msg = self.guard.observe(step, self.bad, hint=hint)
-        except RLReasonError:
-            self.save_checkpoint(step)
-            raise
-        if msg is None and algorithms.get(self.cfg.algorithm.name).needs_groups:
-            msg = self.no_update.observe(metrics)
-        if msg:
-            self.say(f"warning: {msg}")
 
     def _print_resume_hint(self, step: int) -> None:
         self.say(

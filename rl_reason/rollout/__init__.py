@@ -20,6 +20,12 @@ class SamplingParams:
     stop: tuple[str, ...] = ()
     greedy: bool = False
 
+    @classmethod
+    def from_config(cls, rollout_cfg) -> "SamplingParams":
+        """A recipe's ``rollout:`` sampling settings."""
+        r = rollout_cfg
+        return cls(r.max_new_tokens, r.temperature, r.top_p, r.top_k, tuple(r.stop))
+
 
 @dataclass
 class Rollout:
