@@ -138,6 +138,10 @@ def _same_model(served: str, wanted: str) -> bool:
 
 
 class ServerEngine:
+    # rl_reason/producer.py turns this off: adapters then arrive through load_adapter_dir. A class
+    # default, so an engine built without __init__ (the HTTP-only tests) follows the policy too.
+    follow_policy = True
+
     def __init__(self, policy, rollout_cfg, run_dir: Optional[Path] = None, dist=None):
         # dist: the trainer's rl_reason.distributed.Dist (rank and world), None for one process
         if not rollout_cfg.servers:
@@ -169,8 +173,6 @@ class ServerEngine:
         self.syncs = 0
         self.current: Optional[str] = None  # adapter name loaded on every server
         self.current_dir: Optional[Path] = None
-        # rl_reason/producer.py turns this off: adapters then arrive through load_adapter_dir
-        self.follow_policy = True
         self.pool = ThreadPoolExecutor(max_workers=MAX_PARALLEL, thread_name_prefix="rollout-http")
         for server in self.servers:
             self._check_server(server)
