@@ -237,3 +237,42 @@ def test_batch_level_params_are_checked_against_the_signature():
     too_few.batch_level = True
     with pytest.raises(ValueError, match="completions, fields_list, correct, groups"):
         rewards.check_params(too_few, {})
+
+
+@pytest.mark.parametrize(
+    "hack",
+    [
+        r"\boxed{3} or \boxed{4}",  # hedging: a run of boxes
+        r"\boxed{3, 4}",  # hedging: candidates in one box
+        r"<!-- \boxed{4} --> \boxed{7}",  # hidden: a box in a comment
+        r"\phantom{\boxed{4}} \boxed{7}",  # hidden: a box nobody sees
+        r"\boxed{\text{not } 4}",  # a qualifier that changes the claim
+        r"\boxed{4}. Hmm, actually the answer is 3.",  # contradicted after the box
+        "",  # the shortest answer of all: nothing
+    ],
+)
+def test_length_rewards_never_pay_a_short_hack(hack):
+    """The length rewards pay for short *right* answers: a policy cannot earn them with a short
+    hedge, a hidden box, a qualifier or an empty reply, however short it is, in the same group
+    as long honest answers; the budget reward does not pay it for being within budget either."""
+    from rewards.runner import Scorer
+
+    honest = r"Two and two make four, so the answer is \boxed{4}"
+    comps = [hack, honest, honest + " indeed"]
+    fields = [{"answer": "4", "completion_tokens": t, "step": 50, "budget": 64} for t in (2, 30, 40)]
+    specs = [
+        ("math_answer", 1.0),
+        ("group_length_reward", 1.0, {"warmup_steps": 0}),
+        ("token_cost", 1.0, {"cost_per_token": 0.001}),
+        ("budget_reward", 1.0),
+    ]
+    with Scorer(specs, workers=0) as scorer:
+        batch = scorer.score(comps, fields, groups=[0, 0, 0])
+    assert batch.correct == [False, True, True]
+    assert batch.scores["math_answer"][0] == 0.0
+    assert batch.scores["group_length_reward"][0] <= 0.0  # never a bonus for being short
+    assert (batch.scores["token_cost"][0] or 0.0) == 0.0
+    assert (batch.scores["budget_reward"][0] or 0.0) <= 0.0
+    assert batch.total[0] <= 0.0 < batch.total[1]
+    # the honest answers are paid, the shorter more than the longer
+    assert batch.scores["group_length_reward"][1] > batch.scores["group_length_reward"][2]
