@@ -207,6 +207,9 @@ class JudgeService:
             self._listener.close()
         except Exception:
             pass
+        for t in self._threads:  # closed means ended: the woken threads see the flag and return
+            if t is not threading.current_thread():
+                t.join(timeout=5)
         shutil.rmtree(self._dir, ignore_errors=True)
         if self._on_close is not None:
             self._on_close()
