@@ -152,7 +152,15 @@ def token_advantages(
         # tool output is not the policy's: no KL on it (multi-turn)
         kl = [k * t.model.cpu() if t.model is not None else k for k, t in zip(kl, mbs)]
     values = [v.cpu() if v is not None else None for v in frozen.old_v]
-    x = TokenInputs([t.advantages.cpu() for t in mbs], valid, kl, values, alg, sum_fn=dist.sum)
+    x = TokenInputs(
+        [t.advantages.cpu() for t in mbs],
+        valid,
+        kl,
+        values,
+        alg,
+        sum_fn=dist.sum,
+        model=[t.model.cpu() if t.model is not None else None for t in mbs],
+    )
     if spec.needs_old_logprobs or spec.needs_teacher:
         x = dataclasses.replace(
             x,

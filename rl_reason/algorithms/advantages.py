@@ -139,12 +139,15 @@ def reinforce_pp_advantages(
     gamma: float = 1.0,
     *,
     sum_fn=None,
+    stat_mask=None,
 ):
     """REINFORCE++: outcome reward on the last token, minus ``kl_coef * kl`` on every token,
     discounted returns, then whitened over the whole batch (no per-prompt baseline).
 
     Takes one ``(B, T)`` batch, or lists of micro-batch tensors (then returns a list): the
     whitening is over all of them, and over every process when ``sum_fn`` is given.
+    ``stat_mask`` (same shapes; default ``mask``) names the tokens the whitening is over and
+    keeps: the model's own tokens in a multi-turn rollout.
     """
     single = isinstance(mask, torch.Tensor)
     if single:
@@ -155,7 +158,9 @@ def reinforce_pp_advantages(
         if kl is not None and kl_coef:
             token_rewards = token_rewards - kl_coef * kl[k] * m
         returns.append(discounted_returns(token_rewards, m, gamma))
-    out = whiten(returns, mask, sum_fn=sum_fn)
+    if stat_mask is not None and single:
+        stat_mask = [stat_mask]
+    out = whiten(returns, mask if stat_mask is None else stat_mask, sum_fn=sum_fn)
     return out[0] if single else out
 
 

@@ -22,7 +22,16 @@ import torch
 
 from rl_reason.algorithms import advantages as adv
 
-__all__ = ["AlgorithmSpec", "TokenInputs", "register", "get", "names", "kl_in_reward", "loss_aggregation"]
+__all__ = [
+    "AlgorithmSpec",
+    "TokenInputs",
+    "stat_masks",
+    "register",
+    "get",
+    "names",
+    "kl_in_reward",
+    "loss_aggregation",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +46,22 @@ class TokenInputs:
     sum_fn: Optional[Callable[[Sequence[float]], Sequence[float]]] = None  # sum over processes
     old_lp: Optional[Sequence[torch.Tensor]] = None  # (B, T) the policy's pre-update log-probs
     teacher_lp: Optional[Sequence[torch.Tensor]] = None  # (B, T) the teacher's (needs_teacher)
+    # (B, T) 1.0 on the model's own tokens; multi-turn rollouts have tool output in ``valid``
+    # too. None: every valid token is the model's. Whitening statistics use these tokens only.
+    model: Optional[Sequence[Optional[torch.Tensor]]] = None
+
+
+def stat_masks(x: TokenInputs) -> list[torch.Tensor]:
+    """The tokens batch statistics (whitening) are taken over: the model's own completion tokens.
+
+    Returns and GAE still run over every valid token (tool output sits between the model's
+    turns, and a recurrence that stopped at it would cut the earlier turns off from the
+    outcome reward), but a tool turn is not an action, so its returns must not move the mean
+    and std every action's advantage is measured against.
+    """
+    if x.model is None:
+        return list(x.valid)
+    return [v if m is None else v * m for v, m in zip(x.valid, x.model)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +137,13 @@ def _outcome_rewards(x: TokenInputs) -> list[torch.Tensor]:
 
 def _reinforce_pp(x: TokenInputs):
     a = adv.reinforce_pp_advantages(
-        list(x.rewards), list(x.valid), kl=x.kl, kl_coef=x.alg.kl_coef, gamma=x.alg.gamma, sum_fn=x.sum_fn
+        list(x.rewards),
+        list(x.valid),
+        kl=x.kl,
+        kl_coef=x.alg.kl_coef,
+        gamma=x.alg.gamma,
+        sum_fn=x.sum_fn,
+        stat_mask=stat_masks(x),
     )
     return a, [None] * len(a)
 
@@ -128,7 +159,7 @@ def _ppo(x: TokenInputs):
         advs.append(a)
         rets.append(ret)
     if alg.whiten_advantages:
-        advs = adv.whiten(advs, list(x.valid), sum_fn=x.sum_fn)
+        advs = adv.whiten(advs, stat_masks(x), sum_fn=x.sum_fn)
     return advs, rets
 
 

@@ -99,3 +99,30 @@ def test_reinforce_pp_whitened_over_batch_with_kl():
     vals = torch.tensor([0.8, 0.9, -0.1])
     want = (vals - vals.mean()) / vals.std(unbiased=False)
     assert close(adv[m.bool()], want, tol=1e-3)
+
+
+def test_whitening_leaves_tool_tokens_out_of_the_statistics():
+    """A multi-turn rollout's tool output is in ``valid`` (returns run through it) but is not an
+    action: REINFORCE++ and PPO whiten over the model's own tokens only. Seq 0 (reward 1): two
+    model tokens around six tool tokens; seq 1 (reward 0): two model tokens. Over model tokens
+    the returns are [1, 1] and [0, 0], mean 0.5, std 0.5 -> +1 / -1. Over every valid token
+    (what a tool-blind whitening does) the mean would be 0.8 and seq 1 would get -2."""
+    from types import SimpleNamespace
+
+    from rl_reason.algorithms import registry
+
+    valid = T([[1.0] * 8, [1.0, 1.0] + [0.0] * 6])
+    model = T([[1.0] + [0.0] * 6 + [1.0], [1.0, 1.0] + [0.0] * 6])
+    rewards = T([1.0, 0.0])
+    alg = SimpleNamespace(gamma=1.0, lam=1.0, critic_lam=None, kl_coef=0.0, whiten_advantages=True)
+    x = registry.TokenInputs([rewards], [valid], None, [torch.zeros(2, 8)], alg, model=[model])
+    for name in ("reinforce_pp", "ppo"):
+        (a,), _ = registry.get(name).token_advantages(x)
+        assert close(a[0, [0, 7]], [1.0, 1.0], tol=1e-3), name
+        assert close(a[1, :2], [-1.0, -1.0], tol=1e-3), name
+        assert float(a[0, 1:7].abs().sum()) == 0.0, name  # tool tokens carry no advantage
+    # without the model mask (a single-turn batch) nothing changes: valid is the statistic
+    (a,), _ = registry.get("reinforce_pp").token_advantages(
+        registry.TokenInputs([rewards], [valid], None, [None], alg)
+    )
+    assert close(a[1, :2], [-2.0, -2.0], tol=1e-3)
