@@ -588,8 +588,10 @@ class _SamplerLoop:
         """Sample ``chunk`` tokens at a time; between chunks a newly arrived adapter is loaded
         and every unfinished completion continues under it (its prompt and tokens so far are
         the next chunk's prompt). Each token keeps its version and its sampler log-prob."""
+        from rl_reason.rollout.hf import _cut_at_stop
         from rl_reason.rollout.vllm_engine import decode
 
+        tok = self.policy.tokenizer
         jobs = [(i, list(p)) for i, p in enumerate(prompt_ids) for _ in range(n)]
         ids: list[list[int]] = [[] for _ in jobs]
         lps: list[list[float]] = [[] for _ in jobs]
@@ -605,6 +607,17 @@ class _SamplerLoop:
                 ids[j] += r.completion_ids
                 lps[j] += r.sample_logprobs
                 vers[j] += [self.version] * len(r.completion_ids)
+                if sampling.stop and r.finish_reason != "stop":
+                    # a stop string can straddle two chunks ("\n" at the end of one, "\n" at the
+                    # start of the next): the engine sees only its chunk's new tokens, so look
+                    # at the whole completion and cut it where the string ends
+                    text = tok.decode(ids[j], skip_special_tokens=True)
+                    cut, _, stopped = _cut_at_stop(tok, ids[j], text, sampling.stop)
+                    if stopped:
+                        k = len(cut)
+                        ids[j], lps[j], vers[j] = cut, lps[j][:k], vers[j][:k]
+                        finish[j] = "stop"
+                        continue
                 if r.finish_reason == "stop" or not r.completion_ids:
                     finish[j] = "stop"
                 elif len(ids[j]) < sampling.max_new_tokens:
@@ -612,7 +625,6 @@ class _SamplerLoop:
             live = still
             if live:
                 self.newer_adapter()
-        tok = self.policy.tokenizer
         return [
             Rollout(
                 prompt_index=i,

@@ -494,3 +494,23 @@ def test_recipe_errors_name_the_key():
     with pytest.raises(ConfigError, match="stale_policy"):
         load_config(TINY, ["rollout.stale_policy=keep"])
     assert load_config(TINY, ["rollout.partial=true", "rollout.max_staleness=2"]).rollout.partial
+
+
+def test_partial_rollout_stops_at_a_stop_string_that_straddles_two_chunks():
+    """Chunk 1 ends in "A", chunk 2 starts with "B": the stop string "AB" is in neither chunk
+    alone. The completion ends right after it (tokens, log-probs and versions cut together)."""
+    import queue as q
+
+    letters = {100: "x", 101: "x", 102: "x", 103: "A", 104: "B", 105: "y"}
+
+    def decode(ids, **kw):
+        return "".join(letters.get(i, "z") for i in ids)
+
+    policy = SimpleNamespace(load_adapter_state=lambda s: None, tokenizer=SimpleNamespace(decode=decode))
+    ref = [None]
+    loop = producer_mod._SamplerLoop(policy, _ChunkEngine(ref), q.Queue())
+    ref[0] = loop
+    (r,) = loop.generate_partial([[1, 2]], 1, SamplingParams(max_new_tokens=12, stop=("AB",)), chunk=4)
+    assert r.completion_ids == [100, 101, 102, 103, 104] and r.finish_reason == "stop"
+    assert len(r.sample_logprobs) == 5 and len(r.token_versions) == 5
+    assert r.completion_text == "xxxAB"
