@@ -52,6 +52,8 @@ bench: setup
 	$(PY) bench/math.py
 	$(PY) bench/sandbox.py
 	$(PY) bench/vs_trl.py
+	$(PY) bench/moe.py --steps 12
+	$(PY) bench/async.py --steps 4 --set rollout.prompts_per_step=4 --set rollout.max_new_tokens=16
 
 # docs/RECIPES.md is generated from the config dataclasses (a test fails when it is stale)
 docs: setup

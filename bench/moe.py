@@ -95,6 +95,16 @@ def child(kind: str, steps: int, model_dir: str, out: Path) -> None:
     )
 
 
+def _gpu_bench():
+    """bench/gpu.py as a module (bench/ is not on sys.path: its math.py would shadow the stdlib's)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_gpu", Path(_HERE) / "gpu.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def big_moe_lora_mb(r: int = 16) -> dict:
     """Adapter MB (float32) of a LoRA of rank r on a Qwen3-30B-A3B-shaped model, by target."""
     sys.path.insert(0, str(ROOT))
@@ -104,18 +114,9 @@ def big_moe_lora_mb(r: int = 16) -> dict:
 
     from rl_reason import moe
 
-    cfg = Qwen3MoeConfig(
-        vocab_size=151936,
-        hidden_size=2048,
-        intermediate_size=6144,
-        moe_intermediate_size=768,
-        num_hidden_layers=48,
-        num_attention_heads=32,
-        num_key_value_heads=4,
-        head_dim=128,
-        num_experts=128,
-        num_experts_per_tok=8,
-    )
+    shape = dict(_gpu_bench().SIZES["moe"])  # the one Qwen3-30B-A3B shape, kept in bench/gpu.py
+    shape.pop("model_type")
+    cfg = Qwen3MoeConfig(**shape)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(cfg)
     tm, tp = moe.lora_targets(model, "all-linear", experts=True, train_router=False)
