@@ -323,8 +323,9 @@ def evaluate_in_training(trainer) -> dict[str, float]:
     max_new = cfg.eval.max_new_tokens or cfg.rollout.max_new_tokens
     sampling = SamplingParams(max_new_tokens=max_new, greedy=True, stop=tuple(cfg.rollout.stop))
     t0 = time.perf_counter()
+    producer = getattr(trainer, "producer", None)
     graded = generate_and_grade(
-        trainer.engine,
+        producer.eval_engine() if producer is not None else trainer.engine,
         trainer._prompt_ids(recs),
         recs,
         trainer.eval_scorer or trainer.scorer,

@@ -87,6 +87,8 @@ class Producer(Protocol):
 
     def load_state_dict(self, state: Optional[dict]) -> None: ...
 
+    def eval_engine(self): ...
+
     def close(self) -> None: ...
 
 
@@ -123,6 +125,9 @@ class SyncProducer:
         if state and state.get("cursor_before"):  # resumed from a K >= 1 run: its pending
             self.t.sampler.load_state_dict(state["cursor_before"])  # prompts come next
 
+    def eval_engine(self):
+        return self.t.engine
+
     def close(self) -> None:
         pass
 
@@ -146,6 +151,9 @@ class ProcessBackend:
     """A sampler process with its own frozen base; commands and results over two queues."""
 
     kind = "process"
+
+    def eval_engine(self, trainer):
+        return trainer.engine  # the trainer's own engine on its own policy: the current adapter
 
     def __init__(self, cfg, run_dir: Path, startup_timeout_s: float):
         self.cfg, self.run_dir = cfg, Path(run_dir)
@@ -231,12 +239,24 @@ class ThreadBackend:
 
     kind = "thread"
 
-    def __init__(self, engine, adapter_dir: Path):
+    def __init__(self, engine, adapter_dir: Path, make_eval_engine=None):
         self.engine = engine
         self.adapter_dir = Path(adapter_dir)
         self.cmd: queue.Queue = queue.Queue()
         self.out: queue.Queue = queue.Queue()
         self.thread: Optional[threading.Thread] = None
+        self.make_eval_engine = make_eval_engine
+        self._eval_engine = None
+
+    def eval_engine(self, trainer):
+        """A second server engine, for held-out evaluation in the trainer's thread. The
+        producer's engine serves the adapter the sampler thread loaded last (up to K versions
+        old) and unloads it when the next one arrives, so evaluating through it would grade a
+        stale policy, and a request in flight could name an adapter just unloaded. This one
+        follows the trainer's policy and loads it under names of its own."""
+        if self._eval_engine is None:
+            self._eval_engine = self.make_eval_engine()
+        return self._eval_engine
 
     def start(self) -> None:
         self.engine.follow_policy = False  # adapters come through this thread only
@@ -292,6 +312,9 @@ class ThreadBackend:
             self.cmd.put(("stop",))
             self.thread.join(5)
         self.thread = None
+        if self._eval_engine is not None:
+            self._eval_engine.close()
+            self._eval_engine = None
 
 
 # --------------------------------------------------------------------------- the async producer
@@ -479,6 +502,10 @@ class AsyncProducer:
             t.sampler.load_state_dict(state["cursor_before"])
             self.pending = [self._draw(number, version) for number, version in state["pending"]]
 
+    def eval_engine(self):
+        """The engine held-out evaluation runs through (the current adapter, never a stale one)."""
+        return self.backend.eval_engine(self.t)
+
     def close(self) -> None:
         self.backend.close()
 
@@ -494,7 +521,14 @@ def make_producer(trainer):
             "rollout.max_staleness=0 with several processes"
         )
     if cfg.rollout.engine == "server":
-        backend = ThreadBackend(trainer.engine, trainer.engine.adapter_dir)
+
+        def make_eval_engine():
+            from rl_reason.rollout.server import ServerEngine
+
+            rc = dataclasses.replace(cfg.rollout, adapter_dir=str(Path(trainer.engine.adapter_dir) / "eval"))
+            return ServerEngine(trainer.policy, rc, trainer.run_dir)
+
+        backend = ThreadBackend(trainer.engine, trainer.engine.adapter_dir, make_eval_engine)
     else:
         backend = ProcessBackend(cfg, trainer.run_dir, float(cfg.rollout.producer_timeout_s))
     return AsyncProducer(trainer, backend)

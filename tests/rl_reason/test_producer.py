@@ -514,3 +514,60 @@ def test_partial_rollout_stops_at_a_stop_string_that_straddles_two_chunks():
     assert r.completion_ids == [100, 101, 102, 103, 104] and r.finish_reason == "stop"
     assert len(r.sample_logprobs) == 5 and len(r.token_versions) == 5
     assert r.completion_text == "xxxAB"
+
+
+def test_server_thread_backend_evaluates_through_its_own_policy_following_engine(tmp_path):
+    """K >= 1 with the server engine: the producer thread's engine serves an adapter up to K
+    versions old and unloads it when the next arrives. Held-out evaluation goes through a
+    second engine, made once, closed with the backend."""
+    made, closed = [], []
+
+    class _Eval:
+        def close(self):
+            closed.append(self)
+
+    def make():
+        made.append(_Eval())
+        return made[-1]
+
+    backend = producer_mod.ThreadBackend(SimpleNamespace(), tmp_path, make)
+    first = backend.eval_engine(None)
+    assert backend.eval_engine(None) is first and made == [first]
+    backend.close()
+    assert closed == [first]
+    # the sampler-process backend and the synchronous producer evaluate on the trainer's engine
+    trainer = SimpleNamespace(engine=object())
+    assert producer_mod.ProcessBackend.eval_engine(None, trainer) is trainer.engine
+    assert producer_mod.SyncProducer(trainer).eval_engine() is trainer.engine
+
+
+def test_evaluation_in_training_asks_the_producer_for_its_engine(monkeypatch):
+    from rl_reason import evaluate
+
+    seen = []
+
+    def fake_grade(engine, *a, **k):
+        seen.append(engine)
+        return SimpleNamespace(results=[])
+
+    monkeypatch.setattr(evaluate, "generate_and_grade", fake_grade)
+    monkeypatch.setattr(evaluate, "training_metrics", lambda s: {})
+    monkeypatch.setattr(evaluate, "summarize", lambda *a: None)
+    eval_engine = object()
+    dist = SimpleNamespace(rank=0, world=1, sharded=False, gather_objects=lambda x: [x])
+    cfg = SimpleNamespace(
+        eval=SimpleNamespace(max_new_tokens=4), rollout=SimpleNamespace(max_new_tokens=4, stop=[])
+    )
+    trainer = SimpleNamespace(
+        cfg=cfg,
+        dist=dist,
+        eval_records=[SimpleNamespace(fields={"answer": "1"})],
+        engine=object(),
+        producer=SimpleNamespace(eval_engine=lambda: eval_engine),
+        _prompt_ids=lambda recs: [[1]],
+        eval_scorer=None,
+        scorer=None,
+        tokenizer=None,
+    )
+    evaluate.evaluate_in_training(trainer)
+    assert seen == [eval_engine]

@@ -39,6 +39,8 @@ def test_server_producer_samples_one_version_behind(lora_server, vllm_tiny_path,
             "train.steps=4",
             "eval.at_start=false",
             "eval.at_end=false",
+            "eval.every=2",  # through a second engine that follows the trainer's policy
+            "eval.limit=4",
             "logging.plot=false",
             "logging.progress=false",
         ],
@@ -60,3 +62,6 @@ def test_server_producer_samples_one_version_behind(lora_server, vllm_tiny_path,
     logged = [json.loads(x) for x in (run_dir / "rollouts.jsonl").open()]
     assert {row["adapter_version"] for row in logged} == {0, 1, 2}
     assert not trainer.producer.backend.alive()  # the thread stopped with the run
+    # held-out evaluation ran beside the producer thread (no request named an unloaded adapter)
+    assert [r["step"] for r in rows if "eval/accuracy" in r] == [2, 4]
+    assert trainer.producer.backend._eval_engine is None  # closed with the backend
