@@ -167,3 +167,54 @@ def test_sample_from_the_teacher_loads_its_adapter(teacher_dir, tiny_cfg):
     got = load_teacher_policy(tiny_cfg(f"teacher.adapter={teacher_dir}")).adapter_state()
     want = load_peft_weights(str(teacher_dir), device="cpu")
     assert set(got) == set(want) and all(torch.equal(got[k], want[k]) for k in want)
+
+
+def test_a_teacher_on_another_base_is_loaded_frozen_and_the_student_moves_toward_it(tmp_path, tiny_cfg):
+    """teacher.model: a separate base directory of the same tokenizer, no adapter on it (here
+    the tiny base with a random LoRA merged into its weights, so a LoRA student can reach it
+    in a few steps; a fresh random base sits ~3 nats away). It is loaded once beside the
+    student, never trained, and the full-vocabulary reverse KL to it falls."""
+    from rl_reason.data import tokenize_prompts
+    from rl_reason.policy import load_policy
+    from rl_reason.rollout import SamplingParams
+    from rl_reason.trainer import Trainer
+
+    teacher_base = tmp_path / "teacher-base"
+    other = load_policy(tiny_cfg().model, tiny_cfg().lora, seed=0)
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for p in other.trainable_parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    other.model.merge_and_unload().save_pretrained(teacher_base)
+    other.tokenizer.save_pretrained(teacher_base)
+    cfg = tiny_cfg(f"teacher.model={teacher_base}", *DISTILL, "train.lr=0.003", "rollout.num_generations=8")
+    trainer = Trainer(cfg, tmp_path / "run")
+    teacher = trainer.teacher
+    assert teacher.shared_model is None and teacher.policy is not None
+    t_model = teacher.policy.model
+    assert t_model is not trainer.policy.model
+    assert not any(p.requires_grad for p in t_model.parameters())
+    before = {n: p.detach().clone() for n, p in t_model.named_parameters()}
+
+    def reverse_kl(rollouts) -> float:
+        total, n = 0.0, 0
+        with torch.no_grad():
+            for r in rollouts:
+                x = torch.tensor([r.prompt_ids + r.completion_ids])
+                at = slice(len(r.prompt_ids) - 1, -1)
+                ls = torch.log_softmax(trainer.policy.model(input_ids=x).logits[0, at].float(), -1)
+                lt = torch.log_softmax(t_model(input_ids=x).logits[0, at].float(), -1)
+                kl = (ls.exp() * (ls - lt)).sum(-1)
+                total, n = total + float(kl.sum()), n + kl.numel()
+        return total / n
+
+    ids = tokenize_prompts(trainer.eval_records[:8], trainer.tokenizer)
+    torch.manual_seed(0)
+    probe = trainer.engine.generate(ids, 2, SamplingParams(max_new_tokens=10))
+    kl0 = reverse_kl(probe)
+    logged = [trainer.train_step(step)["distill/reverse_kl"] for step in range(1, 9)]
+    kl8 = reverse_kl(probe)
+    trainer.scorer.close()
+    assert kl0 > 0.5, kl0  # another random base: far from the student at the start
+    assert kl8 < 0.92 * kl0, (kl0, kl8, logged)
+    assert all(torch.equal(before[n], p) for n, p in t_model.named_parameters())  # frozen
