@@ -209,6 +209,11 @@ def _sample(
         scores = warpers(step_input, logits) if len(warpers) else logits
         if sampling.greedy:
             nxt = scores.argmax(-1)
+        elif bool(done.all()):
+            # every row here has finished and this rank only joins the other ranks' forwards
+            # (FSDP): draw nothing, so its RNG stream stays what it is in a one-process or DDP
+            # run, which would have stopped here (the next round or step samples the same)
+            nxt = scores.argmax(-1)
         else:
             nxt = torch.multinomial(torch.softmax(scores, dim=-1), 1).squeeze(-1)
         lp = (scores.gather(-1, nxt[:, None]).squeeze(-1) - torch.logsumexp(scores, dim=-1)).tolist()

@@ -174,6 +174,38 @@ def test_moe_fsdp_and_ddp_train_the_same_adapter(tmp_path):
         assert g.get("moe/routing_agreement") == e.get("moe/routing_agreement")
 
 
+TINY_TOOLS = ROOT / "recipes" / "test" / "tiny_tools.yaml"
+TOOLS = [
+    "rollout.tools=[tests.rl_reason._envs:Letters]",  # one the random model really calls
+    "rollout.tool_params={}",
+    "eval.at_start=false",
+    "eval.at_end=false",
+    "logging.plot=false",
+    "algorithm.drop_uniform_groups=false",
+]
+
+
+@pytest.mark.slow
+def test_multi_turn_rollouts_under_fsdp_train_what_ddp_trains(tmp_path):
+    """Tools in the rollout under two processes: the ranks' rollouts need different numbers of
+    rounds, and under FSDP every round's forwards are collectives (the driver keeps the ranks
+    in step); DDP and FSDP end with the same adapter on every rank, with tool tokens masked."""
+    ddp = torchrun(tmp_path / "ddp", *TOOLS, recipe=TINY_TOOLS)
+    fsdp = torchrun(tmp_path / "fsdp", "train.fsdp=true", *TOOLS, recipe=TINY_TOOLS)
+    assert 0.45 < float((fsdp / "base_fraction_rank0.txt").read_text()) < 0.55
+    want = _rank_state(ddp, "adapter", 0)
+    for run in (ddp, fsdp):
+        for rank in (0, 1):
+            got = _rank_state(run, "adapter", rank)
+            assert got.keys() == want.keys()
+            for k in want:
+                assert torch.allclose(got[k], want[k], atol=1e-6), (run.name, rank, k)
+    assert any(v.abs().sum() > 0 for k, v in want.items() if "lora_B" in k)
+    for g, e in zip(_metrics(fsdp), _metrics(ddp)):
+        if g["step"] > 0:
+            assert g["tools/calls_mean"] == e["tools/calls_mean"] > 0
+
+
 def _flatten(state, prefix=""):
     out = {}
     for k, v in state.items():

@@ -153,3 +153,25 @@ def test_vllm_engine_is_refused_with_a_sharded_base(tiny_cfg):
     cfg = tiny_cfg("rollout.engine=vllm")
     with pytest.raises(ConfigError, match="rollout.engine=server"):
         make_engine(cfg.rollout, object(), None, lockstep=object())
+
+
+def test_lockstep_extra_forwards_draw_no_random_numbers(tiny_policy, monkeypatch):
+    """Sampling, not greedy: the forwards a rank joins after its own rows ended (and its idle
+    batches) draw nothing from the RNG, so the completions and the RNG state after the call
+    are those of a one-process run. Otherwise a rank's next round (multi-turn) or next step
+    samples differently under FSDP than under DDP (caught by a two-process tools run)."""
+    import rl_reason.rollout.hf as hf
+
+    vocab = tiny_policy.model.get_input_embeddings().weight.shape[0]
+    monkeypatch.setattr(hf, "_eos_ids", lambda model, tok: list(range(3, vocab, 3)))
+    p = _prompts(tiny_policy)
+    s = SamplingParams(max_new_tokens=12)
+    torch.manual_seed(5)
+    want = HFEngine(tiny_policy, batch_size=2, merge_for_generation=False).generate(p, 2, s)
+    after_plain = torch.get_rng_state()
+    torch.manual_seed(5)
+    ranks = _FakeRanks(extra_batches=1, extra_steps=3)
+    got = HFEngine(tiny_policy, batch_size=2, lockstep=ranks).generate(p, 2, s)
+    assert [r.completion_ids for r in got] == [r.completion_ids for r in want]
+    assert any(len(r.completion_ids) < 12 for r in want)  # rows ended early: extra forwards ran
+    assert torch.equal(torch.get_rng_state(), after_plain)
