@@ -181,10 +181,7 @@ def _agreement(used, sampled):
     return float(same.all(-1)[has].float().mean()), int(has.sum())
 
 
-@pytest.mark.parametrize("family_policy", ["tiny-random-moe", "tiny-random-deepseek-v3"], indirect=True)
-def test_sampler_records_the_experts_of_every_fed_token(family_policy):
-    moe_policy = family_policy
-    rolls, mb = _sampled_batch(moe_policy)
+def _check_the_record(policy, rolls, mb):
     for r in rolls:
         n = len(r.prompt_ids) + len(r.completion_ids)
         assert r.routed_experts.shape == (n, 2, 2)
@@ -192,13 +189,34 @@ def test_sampler_records_the_experts_of_every_fed_token(family_policy):
         assert (r.routed_experts[-1] == moe.NO_EXPERT).all()
     # the same weights in a full forward route (almost) every token alike: the record is
     # aligned with the micro-batch layout (a shifted one would agree ~2/8 of the time)
-    agree, n = _agreement(_used(moe_policy.routing, moe_policy, mb, replay=False), mb.routed_experts)
+    agree, n = _agreement(_used(policy.routing, policy, mb, replay=False), mb.routed_experts)
     assert n > 50 and agree > 0.95, agree
 
 
+def _check_replayed_weights(policy, mb):
+    # replaying the router's own choice changes nothing: same experts, same weights (softmax,
+    # renormalised or not; DeepSeek-V3: sigmoid, renormalised, times routed_scaling_factor)
+    r = policy.routing
+    with torch.no_grad():
+        plain = policy.completion_logprobs(policy.model, mb.input_ids, mb.attention_mask, mb.completion_len)[
+            0
+        ]
+        own = _used(r, policy, mb, replay=False).to(torch.int16)
+        with r.forward(own, mb.attention_mask, replay=True):
+            again = policy.completion_logprobs(
+                policy.model, mb.input_ids, mb.attention_mask, mb.completion_len
+            )[0]
+    assert torch.allclose(plain, again, atol=1e-6)
+
+
 def test_replay_makes_the_update_forward_run_the_sampler_s_experts(family_policy):
+    """Per family, on one sampled batch: the sampler records every fed token's experts, aligned
+    with the micro-batch; replaying the router's own choice gives its own weights (the same
+    log-probs); after the policy moves, replay runs exactly the sampler's experts."""
     moe_policy = family_policy
     rolls, mb = _sampled_batch(moe_policy)
+    _check_the_record(moe_policy, rolls, mb)
+    _check_replayed_weights(moe_policy, mb)
     with torch.no_grad():  # the policy moves after sampling, as an update step does
         for name, p in moe_policy.model.named_parameters():
             if p.requires_grad and "lora_B" in name:
@@ -218,24 +236,6 @@ def test_replay_makes_the_update_forward_run_the_sampler_s_experts(family_policy
     assert sum(m[f"moe/expert{e}/load"] for e in range(8)) == pytest.approx(1.0)
     assert 0 < m["moe/layer0/router_entropy"] < torch.log(torch.tensor(8.0))
     assert 1.0 <= m["moe/layer1/load_max"] <= 8.0
-
-
-def test_replayed_routing_weights_are_the_router_s_probabilities(family_policy):
-    # replaying the router's own choice changes nothing: same experts, same weights (softmax,
-    # renormalised or not; DeepSeek-V3: sigmoid, renormalised, times routed_scaling_factor)
-    moe_policy = family_policy
-    _, mb = _sampled_batch(moe_policy, n_prompts=1)
-    r = moe_policy.routing
-    with torch.no_grad():
-        plain = moe_policy.completion_logprobs(
-            moe_policy.model, mb.input_ids, mb.attention_mask, mb.completion_len
-        )[0]
-        own = _used(r, moe_policy, mb, replay=False).to(torch.int16)
-        with r.forward(own, mb.attention_mask, replay=True):
-            again = moe_policy.completion_logprobs(
-                moe_policy.model, mb.input_ids, mb.attention_mask, mb.completion_len
-            )[0]
-    assert torch.allclose(plain, again, atol=1e-6)
 
 
 def test_resume_on_the_tiny_moe_is_bitwise_exact(tmp_path):
