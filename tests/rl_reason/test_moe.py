@@ -120,6 +120,8 @@ def test_expert_lora_training_changes_only_adapter_parameters(family_policy):
     assert any("mlp.experts.base_layer.lora_B" in n for n in changed)
 
 
+# Mixtral and OLMoE fuse their experts as Qwen3-MoE does: merging is the same code path
+@pytest.mark.parametrize("family_policy", ["tiny-random-moe", "tiny-random-deepseek-v3"], indirect=True)
 def test_merged_sampling_matches_the_unmerged_adapter_and_restores_the_base(family_policy):
     moe_policy = family_policy
     model = moe_policy.model
