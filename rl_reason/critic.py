@@ -44,15 +44,18 @@ def init_value_head(hidden: int, seed: int) -> torch.nn.Linear:
     return head
 
 
-def _peft_lora_config(lora_cfg: LoraConfig, critic_cfg: CriticConfig):
+def _peft_lora_config(lora_cfg: LoraConfig, critic_cfg: CriticConfig, targets=None):
     from peft import LoraConfig as PeftLoraConfig
 
     r = critic_cfg.r or lora_cfg.r
+    # an MoE base: the actor's targets (PEFT wants one set of target_parameters for all adapters)
+    target_modules, target_parameters = targets or (lora_cfg.target_modules, None)
     return PeftLoraConfig(
         r=r,
         lora_alpha=lora_cfg.alpha * r // lora_cfg.r if critic_cfg.r else lora_cfg.alpha,
         lora_dropout=lora_cfg.dropout,
-        target_modules=lora_cfg.target_modules,
+        target_modules=target_modules,
+        target_parameters=target_parameters,
         task_type="CAUSAL_LM",
     )
 
@@ -141,9 +144,11 @@ def attach_critic(
     seed: int,
 ) -> Critic:
     """Add the critic adapter to the policy's model (or to a separate base copy)."""
+    from rl_reason import moe
+
     hidden = policy.model.get_base_model().config.hidden_size
-    peft_cfg = _peft_lora_config(lora_cfg, critic_cfg)
-    with torch.random.fork_rng(devices=[]):
+    peft_cfg = _peft_lora_config(lora_cfg, critic_cfg, moe.adapter_targets(policy.model))
+    with torch.random.fork_rng(devices=[]), moe.peft_targets_as_given(policy.model):
         torch.manual_seed(seed + 1)
         if critic_cfg.shared_base:
             policy.model.add_adapter(ADAPTER, peft_cfg)

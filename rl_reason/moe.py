@@ -14,21 +14,94 @@ routing weights of a replayed choice are the router's own probabilities of those
 (softmax of its logits, renormalised over the chosen ones where the model does so), so
 gradients still reach everything upstream of the router.
 
-DeepSeek-V3's grouped sigmoid router has another interface: it trains with LoRA on its
-linear layers, but is not an MoE base here (no expert LoRA, no replay).
+Families: each transformers MoE family rl-reason supports is a small ``Family`` registered by
+``config.model_type`` (``register_family``): the class-name suffix of its router module, and
+how that router turns its logits into the weights of given experts (``weights``, what replay
+uses) and into a distribution over the experts (``log_probs``, for the entropy metric and the
+load-balancing loss). Softmax routers (Qwen3-MoE, Mixtral, OLMoE) share one; DeepSeek-V3's
+sigmoid router with group-limited top-k, a score-correction bias and a scaling factor has its
+own. A model whose ``model_type`` is not registered is treated as dense (LoRA on its linear
+layers as the recipe says, no expert LoRA, no replay).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 
-ROUTER_SUFFIX = "TopKRouter"
 EXPERTS_SUFFIX = "Experts"
 NO_EXPERT = -1  # a position the sampler did not route (padding, the last sampled token)
+
+
+# --------------------------------------------------------------------------- families
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """How to find, read and steer the router of one transformers MoE family.
+
+    ``router``: the class-name suffix of its router module (a module with ``top_k`` and
+    ``num_experts`` whose forward returns ``(logits, weights, indices)``).
+    ``weights(router, logits, chosen)``: the routing weights the layer would give the experts
+    ``chosen`` (N, k) from its ``logits`` (N, E); replay runs them with these.
+    ``log_probs(router, logits)``: the router's distribution over the experts (N, E), as logs.
+    """
+
+    router: str
+    weights: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+    log_probs: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]
+
+
+def _softmax_weights(router, logits, chosen):
+    w = torch.softmax(logits.float(), dim=-1).gather(-1, chosen)
+    if getattr(router, "norm_topk_prob", True):  # Mixtral always renormalises
+        w = w / w.sum(-1, keepdim=True)
+    return w
+
+
+def _softmax_log_probs(router, logits):
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+SOFTMAX = Family("TopKRouter", _softmax_weights, _softmax_log_probs)
+
+
+def _sigmoid_weights(router, logits, chosen):
+    # DeepseekV3TopkRouter: the bias and the group limit decide which experts, not their weight
+    w = torch.sigmoid(logits.float()).gather(-1, chosen)
+    if router.norm_topk_prob:
+        w = w / (w.sum(-1, keepdim=True) + 1e-20)
+    return w * router.routed_scaling_factor
+
+
+def _sigmoid_log_probs(router, logits):
+    # each expert's share of the token's summed affinity (what the weights normalise over)
+    s = torch.nn.functional.logsigmoid(logits.float())
+    return s - torch.logsumexp(s, dim=-1, keepdim=True)
+
+
+SIGMOID_GROUPED = Family("TopkRouter", _sigmoid_weights, _sigmoid_log_probs)
+
+FAMILIES: dict[str, Family] = {
+    "qwen3_moe": SOFTMAX,
+    "mixtral": SOFTMAX,
+    "olmoe": SOFTMAX,
+    "deepseek_v3": SIGMOID_GROUPED,
+}
+
+
+def register_family(model_type: str, family: Family) -> None:
+    """Treat models of ``config.model_type`` as MoE bases with ``family``'s router."""
+    FAMILIES[model_type] = family
+
+
+def family_of(model: torch.nn.Module) -> Optional[Family]:
+    """The registered family of a model (a PEFT wrapper or the bare transformers model)."""
+    config = getattr(model, "config", None)
+    return FAMILIES.get(getattr(config, "model_type", None))
 
 
 # --------------------------------------------------------------------------- discovery
@@ -43,10 +116,13 @@ def _strip_peft(name: str) -> str:
 
 
 def routers(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The top-k router of every MoE layer, in layer order."""
+    """The top-k router of every MoE layer, in layer order (none for an unregistered family)."""
+    family = family_of(model)
+    if family is None:
+        return []
     out = []
     for m in model.modules():
-        if type(m).__name__.endswith(ROUTER_SUFFIX) and hasattr(m, "top_k") and hasattr(m, "num_experts"):
+        if type(m).__name__.endswith(family.router) and hasattr(m, "top_k") and hasattr(m, "num_experts"):
             out.append(m)
     return out
 
@@ -72,8 +148,9 @@ def expert_parameter_names(model: torch.nn.Module) -> list[str]:
 
 def router_parameter_names(model: torch.nn.Module) -> list[str]:
     names: list[str] = []
+    found = {id(m) for m in routers(model)}
     for mod_name, m in model.named_modules():
-        if m in routers(model):
+        if id(m) in found:
             rel = _layer_relative(f"{mod_name}.weight")
             if rel not in names:
                 names.append(rel)
@@ -119,6 +196,47 @@ def lora_targets(model: torch.nn.Module, target_modules, *, experts: bool, train
     return target_modules, (params or None)
 
 
+@contextlib.contextmanager
+def peft_targets_as_given(model: torch.nn.Module) -> Iterator[None]:
+    """Build a PEFT adapter on an MoE base with exactly the targets given.
+
+    PEFT (0.19+) rewrites the LoRA targets of several MoE model types (qwen3_moe, olmoe,
+    deepseek_v3, mixtral) from transformers v4's names to v5's fused expert parameters, so that
+    adapters trained on v4 still load: ``gate_proj`` / ``up_proj`` / ``down_proj`` / ``gate`` in
+    ``target_modules`` become expert and router ``target_parameters``, the fused
+    ``gate_up_proj`` at twice the rank. The targets of ``lora_targets`` are v5's already; the
+    rewrite would move a DeepSeek-V3 dense layer's and shared expert's LoRA onto the routed
+    experts, put experts under ``lora.experts: false`` and the router under
+    ``all-linear``. It is off (this model type taken out of PEFT's table) for the duration.
+    """
+    try:
+        from peft.utils import transformers_weight_conversion as conv
+    except ImportError:  # a PEFT without the rewrite
+        yield
+        return
+    table = getattr(conv, "_MODEL_TO_CONVERSION_PATTERN", None)
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if family_of(model) is None or not isinstance(table, dict) or model_type not in table:
+        yield
+        return
+    saved = table.pop(model_type)
+    try:
+        yield
+    finally:
+        table[model_type] = saved
+
+
+def adapter_targets(peft_model, adapter: str = "default"):
+    """``(target_modules, target_parameters)`` of an adapter on an MoE base, or None for a
+    dense one: a second adapter (PPO's critic) takes the same ones, as PEFT requires every
+    adapter to target the same parameters."""
+    if not is_moe(peft_model):
+        return None
+    cfg = peft_model.peft_config[adapter]
+    params = sorted(cfg.target_parameters) if cfg.target_parameters else None
+    return sorted(cfg.target_modules), params
+
+
 # --------------------------------------------------------------------------- memory
 
 
@@ -128,9 +246,10 @@ def lora_memory(model: torch.nn.Module) -> dict[str, float]:
     from peft.tuners.lora import ParamWrapper
 
     owner: dict[int, str] = {}
+    found = {id(m) for m in routers(model)}
     for m in model.modules():
         if isinstance(m, ParamWrapper):
-            kind = "router" if type(m.get_base_layer()).__name__.endswith(ROUTER_SUFFIX) else "experts"
+            kind = "router" if id(m.get_base_layer()) in found else "experts"
             for p in list(m.lora_A.parameters()) + list(m.lora_B.parameters()):
                 owner[id(p)] = kind
     mb = {"experts": 0.0, "router": 0.0, "other": 0.0}
@@ -162,6 +281,7 @@ class Routing:
         self.routers = routers(model)
         if not self.routers:
             raise ValueError("not a mixture-of-experts model (no top-k router found)")
+        self.family = family_of(model)
         self.num_layers = len(self.routers)
         self.top_k = int(self.routers[0].top_k)
         self.num_experts = int(self.routers[0].num_experts)
@@ -189,11 +309,7 @@ class Routing:
                 want = replay[:, layer, :].to(natural.device, natural.dtype)
                 have = (want >= 0).all(-1, keepdim=True)
                 used = torch.where(have, want, natural)
-                probs = torch.softmax(logits.float(), dim=-1)
-                new_scores = probs.gather(-1, used)
-                if getattr(module, "norm_topk_prob", True):
-                    new_scores = new_scores / new_scores.sum(-1, keepdim=True)
-                scores = new_scores.to(scores.dtype)
+                scores = self.family.weights(module, logits, used.long()).to(scores.dtype)
                 output = (logits, scores, used)
             if self._calls is not None:
                 kept = logits if self._keep_logits else logits.detach()
@@ -276,8 +392,8 @@ class Routing:
                 continue
             v = valid.to(c.used.device)
             n = float(v.sum())
-            p = torch.softmax(c.logits.detach().float(), dim=-1)[v]
-            ent = -(p * torch.log(p.clamp(min=1e-12))).sum(-1)
+            logp = self.family.log_probs(self.routers[c.layer], c.logits.detach())[v]
+            ent = -(logp.exp() * logp).sum(-1)
             s[f"ent{c.layer}"] = s.get(f"ent{c.layer}", 0.0) + float(ent.sum())
             s[f"n{c.layer}"] = s.get(f"n{c.layer}", 0.0) + n
             load = torch.bincount(c.used[v].reshape(-1).long(), minlength=E)[:E].float()
@@ -351,10 +467,13 @@ class Routing:
 
     def aux_loss(self, calls: list[_Call], attention_mask: torch.Tensor) -> torch.Tensor:
         """The Switch-Transformer load-balancing loss of one forward (transformers' own
-        ``load_balancing_loss_func``) over its real tokens."""
+        ``load_balancing_loss_func``) over its real tokens. It takes softmax logits; a
+        family's log-probabilities are such logits (DeepSeek-V3: its normalised sigmoid
+        scores, top-k taken on them without the bias and the group limit)."""
         from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
 
-        logits = tuple(c.logits for c in sorted(calls, key=lambda c: c.layer))
+        calls = sorted(calls, key=lambda c: c.layer)
+        logits = tuple(self.family.log_probs(self.routers[c.layer], c.logits) for c in calls)
         if not logits or logits[0].shape[0] != attention_mask.numel():
             return torch.zeros((), device=attention_mask.device)
         return load_balancing_loss_func(logits, self.num_experts, self.top_k, attention_mask)

@@ -291,7 +291,8 @@ def load_policy(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         try:
-            model = get_peft_model(base, peft_cfg)
+            with moe.peft_targets_as_given(base):
+                model = get_peft_model(base, peft_cfg)
         except ValueError as exc:
             raise ModelError(f"lora.target_modules: {exc}".splitlines()[0]) from exc
     policy = Policy(model, tokenizer, device)
