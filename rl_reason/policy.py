@@ -334,8 +334,12 @@ def load_saved_policy(
     if adapter:
         from peft import PeftModel
 
+        from rl_reason import moe
+
         try:
-            net = PeftModel.from_pretrained(base, str(Path(adapter).expanduser()), is_trainable=False)
+            # the saved targets as they are (PEFT would rewrite an MoE's: rl_reason/moe.py)
+            with moe.peft_targets_as_given(base):
+                net = PeftModel.from_pretrained(base, str(Path(adapter).expanduser()), is_trainable=False)
         except Exception as exc:
             raise ModelError(
                 f"cannot load adapter {adapter} onto {model_cfg.name}: {exc}".splitlines()[0]

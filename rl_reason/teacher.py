@@ -58,7 +58,10 @@ def load_teacher_policy(cfg, device: Optional[torch.device] = None):
     base = load_base(dataclasses.replace(mcfg, gradient_checkpointing=False), path, device)
     if cfg.teacher.adapter:
         check_base(cfg.teacher.adapter, mcfg.name, path, "teacher.adapter")
-        model = PeftModel.from_pretrained(base, cfg.teacher.adapter, is_trainable=False)
+        from rl_reason import moe
+
+        with moe.peft_targets_as_given(base):  # an MoE's saved targets, not PEFT's rewrite
+            model = PeftModel.from_pretrained(base, cfg.teacher.adapter, is_trainable=False)
     else:
         model = get_peft_model(base, PeftLoraConfig(r=1, target_modules="all-linear", task_type="CAUSAL_LM"))
     model.requires_grad_(False)
@@ -117,7 +120,10 @@ def attach_teacher(policy, cfg) -> Teacher:
     if t.model is None:
         path = resolve_model(cfg.model.name)
         check_base(t.adapter, cfg.model.name, path, "teacher.adapter")
-        policy.model.load_adapter(t.adapter, adapter_name=ADAPTER, is_trainable=False)
+        from rl_reason import moe
+
+        with moe.peft_targets_as_given(policy.model):  # an MoE's saved targets, not PEFT's rewrite
+            policy.model.load_adapter(t.adapter, adapter_name=ADAPTER, is_trainable=False)
         policy.model.set_adapter(STUDENT_ADAPTER)
         return Teacher(shared_model=policy.model)
     other = load_teacher_policy(cfg, device=policy.device)

@@ -373,3 +373,25 @@ def test_vllm_engines_refuse_an_moe_policy_in_one_line(moe_policy, tmp_path, eng
     with pytest.raises(ConfigError, match=f"rollout.engine={engine}: .*use rollout.engine=hf") as err:
         make_engine(cfg, moe_policy, tmp_path)
     assert "\n" not in str(err.value)
+
+
+def test_a_saved_deepseek_v3_adapter_loads_back_as_saved(tmp_path):
+    """PEFT rewrites an MoE's LoRA targets when it loads a saved adapter too: eval
+    (load_saved_policy) and a teacher adapter load it with the targets it was saved with, so
+    every saved tensor comes back, with its shape and value."""
+    from peft import get_peft_model_state_dict
+
+    from rl_reason.policy import load_policy, load_saved_policy
+
+    cfg = moe_cfg("model.name=tiny-random-deepseek-v3")
+    policy = load_policy(cfg.model, cfg.lora, seed=0)
+    with torch.no_grad():
+        for p in policy.trainable_parameters():
+            p.add_(0.01)
+    policy.save_adapter(tmp_path / "adapter")
+    want = get_peft_model_state_dict(policy.model)
+    loaded = load_saved_policy(cfg.model, str(tmp_path / "adapter"))
+    got = get_peft_model_state_dict(loaded.model)
+    assert got.keys() == want.keys()
+    for k in want:
+        assert got[k].shape == want[k].shape and torch.equal(got[k], want[k]), k
