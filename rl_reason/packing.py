@@ -292,8 +292,12 @@ def _causal_lm(model: torch.nn.Module) -> torch.nn.Module:
 
 def head_for_chunks(model: torch.nn.Module) -> Optional[torch.nn.Linear]:
     """The output head, when the chunked log-prob path can replace it: a plain ``nn.Linear``
-    with no trainable parameter (no LoRA on it) whose logits the model does not post-process.
+    with no trainable parameter (no LoRA on it) whose logits the model does not post-process,
+    in one process (under ``train.fsdp`` the head's weight is only whole inside the model's
+    forward, and DDP and FSDP runs stay on one path so that they train the same adapter).
     None: the model computes its logits itself."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return None
     base = _causal_lm(model)
     get = getattr(base, "get_output_embeddings", None)
     head = get() if get is not None else None
