@@ -75,14 +75,44 @@ def child_ours(steps: int, out: Path, extra: list[str]) -> dict:
     cfg = load_config(DEMO_RECIPE, overrides(steps) + extra)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(cfg, Path(tmp) / "run")
+        phases = _watch_phases(trainer)
         trainer.run()
         rows = [json.loads(x) for x in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if r["step"] > 0]
     return {
+        "rss_phases": phases,
         "step_s": [r["time/step_s"] for r in rows],
         "reward": [r["reward/total/mean"] for r in rows],
         "accuracy": [r["accuracy"] for r in rows],
     }
+
+
+def _watch_phases(trainer) -> dict:
+    """Peak RSS (MB) reached by the end of each phase's first run that raised it: sampling,
+    the frozen (old/reference) pass, the actor update. ru_maxrss only grows, so the phase
+    whose value is the run's peak is the one that set it."""
+    import resource
+
+    from rl_reason import update
+
+    peaks: dict = {}
+
+    def watched(name, fn):
+        def run(*a, **k):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            try:
+                return fn(*a, **k)
+            finally:
+                after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                if after > before:
+                    peaks[name] = round(after)
+
+        return run
+
+    trainer.engine.generate = watched("sampling", trainer.engine.generate)
+    update.frozen_pass = watched("frozen_pass", update.frozen_pass)
+    update.actor_step = watched("actor_step", update.actor_step)
+    return peaks
 
 
 def child_trl(steps: int, out: Path, best: bool) -> dict:
@@ -228,6 +258,8 @@ def main() -> None:
     for k, r in results.items():
         rewards_s = " ".join(f"{x:.2f}" for x in r["reward"])
         print(f"{k:<12} {r['s_per_step']:>8.2f} {r['peak_rss_mb']:>12.0f}  {rewards_s}")
+        if r.get("rss_phases"):  # which phase set our peak (MB at the end of each)
+            print(" " * 13 + "peak RSS by phase: " + " ".join(f"{n}={v}" for n, v in r["rss_phases"].items()))
     trl_runs = [results[k]["s_per_step"] for k in ("trl_best", "trl_default") if k in results]
     if "ours" in results and trl_runs:
         # against the faster TRL run: on this CPU TRL's default batching (micro-batches of 8)

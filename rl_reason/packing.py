@@ -25,6 +25,7 @@ shape, so every loss and metric reads them exactly as the padded path's.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 from typing import Optional, Sequence
@@ -227,6 +228,10 @@ def attention_mask(p: Packed, model: torch.nn.Module):
     return ok
 
 
+# tokens per slab of the vocabulary projection (see _HeadLogProb)
+LOGIT_CHUNK = 128
+
+
 def completion_logprobs(
     model: torch.nn.Module,
     p: Packed,
@@ -234,16 +239,32 @@ def completion_logprobs(
     with_entropy: bool = False,
 ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Per-token log-probs of the packed completions, in the micro-batch's (B, C) layout
-    (0 on padding), and their entropies when asked."""
+    (0 on padding), and their entropies when asked.
+
+    Where the output head is a plain frozen linear layer with no logit post-processing
+    (``head_for_chunks``), the model returns its last hidden states at ``logit_index`` and the
+    log-probs are taken ``LOGIT_CHUNK`` tokens at a time (``_HeadLogProb``): the (M, vocab)
+    logits of the whole micro-batch are never held, in the forward or in the backward."""
     from rl_reason.algorithms.losses import entropy_from_logits, selective_log_softmax
 
-    out = model(
-        input_ids=p.input_ids,
-        attention_mask=attention_mask(p, model),
-        position_ids=p.position_ids,
-        logits_to_keep=p.logit_index,
-        use_cache=False,
-    )
+    head = head_for_chunks(model)
+    with _hidden_states_out(model, head):
+        out = model(
+            input_ids=p.input_ids,
+            attention_mask=attention_mask(p, model),
+            position_ids=p.position_ids,
+            logits_to_keep=p.logit_index,
+            use_cache=False,
+        )
+    if head is not None:
+        hidden = out.logits[0]  # (M, H): the head was bypassed
+        del out
+        flat, ent = _HeadLogProb.apply(
+            hidden, head.weight, head.bias, p.targets, float(temperature), with_entropy, LOGIT_CHUNK
+        )
+        logp = flat.new_zeros(p.shape).index_put((p.rows, p.cols), flat)
+        entropy = ent.new_zeros(p.shape).index_put((p.rows, p.cols), ent) if with_entropy else None
+        return logp, entropy
     logits = out.logits.float()
     if temperature != 1.0:
         logits = logits / temperature
@@ -255,3 +276,135 @@ def completion_logprobs(
             ent = entropy_from_logits(logits.detach())[0]
             entropy = ent.new_zeros(p.shape).index_put((p.rows, p.cols), ent)
     return logp, entropy
+
+
+# logits post-processing in a causal LM's forward after its head (Gemma 2/3, Cohere, Granite):
+# with one of these set the head cannot be bypassed
+_LOGIT_POSTPROCESS = ("final_logit_softcapping", "logit_scale", "logits_scaling")
+
+
+def _causal_lm(model: torch.nn.Module) -> torch.nn.Module:
+    base = model.module if hasattr(model, "module") else model  # DDP
+    if hasattr(base, "get_base_model"):  # peft.PeftModel -> the transformers model
+        base = base.get_base_model()
+    return base
+
+
+def head_for_chunks(model: torch.nn.Module) -> Optional[torch.nn.Linear]:
+    """The output head, when the chunked log-prob path can replace it: a plain ``nn.Linear``
+    with no trainable parameter (no LoRA on it) whose logits the model does not post-process,
+    in one process (under ``train.fsdp`` the head's weight is only whole inside the model's
+    forward, and DDP and FSDP runs stay on one path so that they train the same adapter).
+    None: the model computes its logits itself."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return None
+    base = _causal_lm(model)
+    get = getattr(base, "get_output_embeddings", None)
+    head = get() if get is not None else None
+    if type(head) is not torch.nn.Linear or any(q.requires_grad for q in head.parameters()):
+        return None
+    cfg = getattr(base, "config", None)
+    for name in _LOGIT_POSTPROCESS:
+        value = getattr(cfg, name, None)
+        if value is not None and value != 1 and value != 1.0:
+            return None
+    if not any(child is head for child in base.children()):
+        return None
+    return head
+
+
+@contextlib.contextmanager
+def _hidden_states_out(model: torch.nn.Module, head: Optional[torch.nn.Module]):
+    """While inside, the causal LM's head is an identity: ``out.logits`` are hidden states."""
+    if head is None:
+        yield
+        return
+    base = _causal_lm(model)
+    name = next(n for n, child in base.named_children() if child is head)
+    setattr(base, name, torch.nn.Identity())
+    try:
+        yield
+    finally:
+        setattr(base, name, head)
+
+
+class _HeadLogProb(torch.autograd.Function):
+    """log_softmax(head(h) / T)[target] for (M, H) hidden states, ``chunk`` tokens at a time.
+
+    The gradient with respect to h of one token's log-prob is (W[target] - softmax(z) W) / T;
+    it is taken in the forward, slab by slab, and kept as one (M, H) tensor, so the backward
+    is a product with the incoming per-token gradient: the (M, V) logits are never saved nor
+    recomputed. The head is frozen (``head_for_chunks``): no gradient for W or the bias."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, temperature, with_entropy, chunk):
+        need_grad = ctx.needs_input_grad[0]
+        lps, ents, jacs = [], [], []
+        for s in range(0, hidden.shape[0], chunk):
+            h, t = hidden[s : s + chunk], targets[s : s + chunk]
+            z = torch.nn.functional.linear(h, weight, bias).float()
+            if temperature != 1.0:
+                z = z / temperature
+            lse = torch.logsumexp(z, dim=-1)
+            lps.append(z.gather(-1, t.unsqueeze(-1)).squeeze(-1) - lse)
+            if need_grad or with_entropy:
+                prob = torch.exp(z - lse.unsqueeze(-1))
+                if with_entropy:
+                    ents.append(lse - (prob * z).sum(-1))
+                if need_grad:
+                    expected = (prob.to(weight.dtype) @ weight).float()
+                    jac = weight[t].float() - expected
+                    jacs.append(jac / temperature if temperature != 1.0 else jac)
+                del prob
+            del z
+        lp = torch.cat(lps) if lps else hidden.new_zeros(0, dtype=torch.float32)
+        ent = torch.cat(ents) if ents else lp.new_zeros(0)
+        ctx.mark_non_differentiable(ent)
+        if need_grad:
+            ctx.save_for_backward(
+                torch.cat(jacs) if jacs else hidden.new_zeros(hidden.shape, dtype=torch.float32)
+            )
+            ctx.hidden_dtype = hidden.dtype
+        return lp, ent
+
+    @staticmethod
+    def backward(ctx, grad_lp, grad_ent):
+        (jac,) = ctx.saved_tensors
+        grad_hidden = (grad_lp.unsqueeze(-1) * jac).to(ctx.hidden_dtype)
+        return grad_hidden, None, None, None, None, None, None
+
+
+# --------------------------------------------------------------------------- mixture of experts
+
+
+def routed_layout(p: Packed, routed: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
+    """The sampler's experts of a collated micro-batch (``routed`` (B, P + C, L, k) laid out like
+    ``attention`` (B, P + C): left-padded prompt, right-padded completion; rl_reason.moe.layout)
+    moved onto the packed row: (N, L, k). A token at position ``pos`` of row r sits in column
+    P - len(prompt_r) + pos of the padded layout, prompt and completion alike; a tree layout's
+    shared prompt takes the experts its group's first sequence was sampled with."""
+    P = attention.shape[1] - p.shape[1]
+    prompt_len = attention[:, :P].sum(-1).to(routed.device)
+    row = torch.where(p.seq >= 0, p.seq, p.group).to(routed.device)
+    col = P - prompt_len[row] + p.position_ids[0].to(routed.device)
+    return routed[row, col]
+
+
+def moe_logprobs(routing, model, t, alg, temperature: float, with_entropy: bool, measure: bool):
+    """``completion_logprobs`` of a packed micro-batch on a mixture-of-experts base: the
+    sampler's experts replayed on the packed row (``alg.routing_replay``), routing statistics
+    over its tokens (``measure``) and, in a training forward with ``alg.router_aux_coef``, the
+    load-balancing loss over its tokens kept for ``routing.take_aux`` (as
+    ``rl_reason.moe.Routing.logprobs`` does for padded rows). In the tree layout a shared
+    prompt's tokens count once in the statistics and the balancing loss."""
+    p = t.packed
+    keep = getattr(alg, "router_aux_coef", 0.0) > 0 and torch.is_grad_enabled()
+    replay = bool(getattr(alg, "routing_replay", False))
+    sampled = None
+    if t.routed_experts is not None:
+        sampled = routed_layout(p, t.routed_experts, t.attention_mask).unsqueeze(0)  # (1, N, L, k)
+    valid = torch.ones_like(p.input_ids)
+    with routing.forward(sampled, valid, replay=replay, measure=measure, keep_logits=keep) as calls:
+        out = completion_logprobs(model, p, temperature, with_entropy)
+    routing._aux = routing.aux_loss(calls, valid) if keep else None
+    return out

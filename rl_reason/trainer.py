@@ -165,10 +165,8 @@ class Trainer:
             # prefix sharing runs two forwards per backward, which DDP does not allow, and
             # needs the KV cache that gradient checkpointing turns off
             share_prompt=cfg.train.share_prompt and dist.world == 1 and not cfg.model.gradient_checkpointing,
-            # MoE bases stay padded: routing replay indexes experts by padded position (moe.py)
-            packing=None
-            if self.policy.routing is not None
-            else packing.layout(cfg.train.packing, cfg.train.share_prompt, self.policy.model),
+            # MoE bases pack too: packing.moe_logprobs moves the replayed experts onto the row
+            packing=packing.layout(cfg.train.packing, cfg.train.share_prompt, self.policy.model),
             teacher=self.teacher,
         )
 

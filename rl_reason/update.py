@@ -82,6 +82,10 @@ def logprobs(lr: Learner, model, t: MicroBatch, with_entropy: bool = False, meas
     temp = lr.cfg.rollout.temperature
     routing = getattr(lr.policy, "routing", None)
     if routing is not None:  # an MoE base: routing replay and its statistics (rl_reason/moe.py)
+        if t.packed is not None:
+            from rl_reason import packing
+
+            return packing.moe_logprobs(routing, model, t, lr.cfg.algorithm, temp, with_entropy, measure)
         return routing.logprobs(lr.policy, model, t, lr.cfg.algorithm, temp, with_entropy, measure)
     if t.packed is not None:
         from rl_reason import packing
