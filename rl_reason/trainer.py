@@ -256,7 +256,7 @@ class Trainer:
         ]
         # groups (the prompt index) and step: for rewards.shaping's batch-level length rewards
         groups = [r.prompt_index for r in rollouts]
-        scores = self.scorer.score([r.completion_text for r in rollouts], fields, groups=groups)
+        scores = self.scorer.score([multiturn.graded_text(r) for r in rollouts], fields, groups=groups)
         t_score = time.perf_counter() - t0
 
         # 3. advantages: per sequence here (groups never span ranks); per-token algorithms

@@ -44,6 +44,19 @@ def call_code(text: str) -> Optional[str]:
     return None if "```" in body else body
 
 
+def strip_calls(text: str) -> str:
+    """``text`` without its python-tagged fenced blocks (closed, or open to the end): code is
+    a call, never an answer, so a box inside it (``print("\\boxed{42}")``) is not graded."""
+    out, pos = [], 0
+    while (m := _OPEN.search(text, pos)) is not None:
+        out.append(text[pos : m.start()])
+        close = text.find("```", m.end())
+        if close < 0:
+            return "".join(out)
+        pos = close + 3
+    return "".join(out) + text[pos:]
+
+
 def format_output(text: str) -> str:
     return f"\n```output\n{text.rstrip()}\n```\n"
 
@@ -75,6 +88,10 @@ class PythonTool:
     def reset(self, fields: Mapping[str, Any]) -> Optional[str]:
         self.spent_s = 0.0
         return None  # the dataset's prompt
+
+    def answer(self, model_text: str) -> str:
+        """What of the final model turn the checkers grade: its prose, without code blocks."""
+        return strip_calls(model_text)
 
     def step(self, model_text: str) -> Step:
         code = call_code(model_text)

@@ -164,9 +164,26 @@ def generate(
             finish_reason=s.finish or "stop",
             loss_mask=s.mask,
             turns=s.turns,
+            answer_text=_answer(s),
         )
         for s in seqs
     ]
+
+
+def _answer(s: _Seq) -> str:
+    """What the checkers grade: the final model turn, as the environment's ``answer(text)``
+    reads it (the python tool drops its code blocks); "" when a tool turn came last. Tool output
+    is never graded, so a box the model's code printed is not the model's answer."""
+    if not s.turns or s.turns[-1].role != "model":
+        return ""
+    text = s.turns[-1].text
+    answer = getattr(s.env, "answer", None)
+    if answer is None:
+        return text
+    try:
+        return str(answer(text))
+    except Exception:  # a user environment's bug must not end the run: nothing is graded
+        return ""
 
 
 def round_results(rollouts: Sequence[Rollout], eos_ids) -> list[tuple[list[int], list[float], str]]:
@@ -246,13 +263,22 @@ def _with_prompt(record, prompt: Optional[str]):
 # --------------------------------------------------------------------------- what others read
 
 
+def graded_text(rollout: Rollout) -> str:
+    """The completion the checkers grade: for a multi-turn rollout its final model turn
+    (``Rollout.answer_text``), never the tool output; otherwise the whole completion."""
+    return rollout.completion_text if rollout.answer_text is None else rollout.answer_text
+
+
 def checker_fields(fields: Mapping[str, Any], rollout: Rollout) -> dict:
     """A checker's fields for one rollout: the record's, the model's token count and, for
-    multi-turn rollouts, ``turns`` (a list of Turn dicts)."""
+    multi-turn rollouts, ``turns`` (a list of Turn dicts) and ``transcript`` (the whole
+    decoded completion, tool turns included: for a checker of your own; the completion a
+    checker is given is ``graded_text``)."""
     model_tokens = sum(rollout.loss_mask) if rollout.loss_mask else len(rollout.completion_ids)
     out = dict(fields, completion_tokens=model_tokens)
     if rollout.turns:
         out["turns"] = [t.as_dict() for t in rollout.turns]
+        out["transcript"] = rollout.completion_text
     return out
 
 
