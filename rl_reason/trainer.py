@@ -68,7 +68,7 @@ class Trainer:
         self._load_data()
         self._build_models(make_engine)
         self.sampling = SamplingParams.from_config(cfg.rollout)
-        self.tools = multiturn.settings_from_config(cfg.rollout)  # None: single-turn
+        self.tools = multiturn.settings_from_config(cfg.rollout, self.policy.tokenizer)  # None: 1 turn
         self.producer = make_producer(self)  # rollout.max_staleness: sample now or ahead
 
         self._build_scorer()

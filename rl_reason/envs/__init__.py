@@ -43,6 +43,10 @@ class Step:
     timed_out: bool = False
     seconds: float = 0.0  # time the tool took
     info: dict = field(default_factory=dict)
+    # template text spliced around the observation (a chat template's tool turn); never cut by
+    # rollout.tool_output_tokens, which cuts the observation only
+    before: str = ""
+    after: str = ""
 
     @property
     def is_call(self) -> bool:

@@ -97,16 +97,20 @@ class PythonTool:
         code = call_code(model_text)
         if code is None:
             return Step()  # no complete python block at the end: not a call
+        step = self.execute(code)
+        step.observation = format_output(step.observation or "")
+        return step
+
+    def execute(self, code: str) -> Step:
+        """Run ``code``; the observation is what it printed (or the error), unwrapped."""
         if self.spent_s >= self.rollout_s:
             return Step(
-                format_output(f"error: this rollout's tool time ({self.rollout_s:g}s) is spent"),
+                f"error: this rollout's tool time ({self.rollout_s:g}s) is spent",
                 error=True,
                 info={"status": "budget"},
             )
         if not code.strip():
-            return Step(
-                format_output("error: the python block is empty"), error=True, info={"status": "empty"}
-            )
+            return Step("error: the python block is empty", error=True, info={"status": "empty"})
         return self._run(code)
 
     def _run(self, code: str) -> Step:
@@ -118,7 +122,7 @@ class PythonTool:
         except sandbox.SandboxError as exc:  # the sandbox itself failed: an error, not a crash of the run
             seconds = time.monotonic() - t0
             self.spent_s += seconds
-            return Step(format_output(f"error: sandbox failed: {exc}"), error=True, seconds=seconds)
+            return Step(f"error: sandbox failed: {exc}", error=True, seconds=seconds)
         seconds = time.monotonic() - t0
         self.spent_s += seconds
         text = out.stdout
@@ -140,7 +144,7 @@ class PythonTool:
         elif out.stderr.strip():
             text += ("\n" if text else "") + out.stderr.strip()
         return Step(
-            format_output(text),
+            text,
             error=status != "ok",
             timed_out=status == "timeout",
             seconds=seconds,

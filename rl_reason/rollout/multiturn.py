@@ -57,14 +57,20 @@ class ToolSettings:
     workers: int = 4  # tool calls of one round run in parallel
 
 
-def settings_from_config(rollout_cfg) -> Optional[ToolSettings]:
-    """The recipe's tool settings, or None when ``rollout.tools`` is empty."""
+def settings_from_config(rollout_cfg, tokenizer=None) -> Optional[ToolSettings]:
+    """The recipe's tool settings, or None when ``rollout.tools`` is empty.
+    ``rollout.tool_format: chat_template`` needs the ``tokenizer`` (its chat template)."""
     if not rollout_cfg.tools:
         return None
     from rl_reason.envs import make_factory
 
+    make_env = make_factory(list(rollout_cfg.tools), dict(rollout_cfg.tool_params))
+    if getattr(rollout_cfg, "tool_format", "fenced") == "chat_template":
+        from rl_reason.envs.chat_tools import chat_template_factory
+
+        make_env = chat_template_factory(make_env, tokenizer)
     return ToolSettings(
-        make_env=make_factory(list(rollout_cfg.tools), dict(rollout_cfg.tool_params)),
+        make_env=make_env,
         max_tool_calls=rollout_cfg.max_tool_calls,
         tool_output_tokens=rollout_cfg.tool_output_tokens,
     )
@@ -114,7 +120,9 @@ def generate(
         prompts = [env.reset(rec.fields) for env in envs]
         prompt_records.append(_with_prompt(rec, prompts[0]))
         seqs.extend(_Seq(i, [], env) for env in envs)
-    prompt_ids = tokenize_prompts(prompt_records, tokenizer)
+    # an environment's tool schemas (rollout.tool_format: chat_template) go to the template
+    chat_tools = getattr(seqs[0].env, "chat_tools", None) if seqs else None
+    prompt_ids = tokenize_prompts(prompt_records, tokenizer, tools=chat_tools)
     for s in seqs:
         s.prompt = list(prompt_ids[s.prompt_index])
     env_stops = tuple(dict.fromkeys(st for s in seqs[:1] for st in getattr(s.env, "stop", ())))
@@ -234,11 +242,14 @@ def _apply(s: _Seq, step: Step, tools: ToolSettings, tok) -> None:
         s.finish = "tool_limit"  # this call is not run
         return
     s.calls += 1
-    obs_ids = list(tok(step.observation, add_special_tokens=False)["input_ids"])
+    enc = lambda text: list(tok(text, add_special_tokens=False)["input_ids"]) if text else []  # noqa: E731
+    obs_ids = enc(step.observation)
     cut = len(obs_ids) > tools.tool_output_tokens
     if cut:
         note = CUT_NOTE.format(shown=tools.tool_output_tokens, total=len(obs_ids))
-        obs_ids = obs_ids[: tools.tool_output_tokens] + list(tok(note, add_special_tokens=False)["input_ids"])
+        obs_ids = obs_ids[: tools.tool_output_tokens] + enc(note)
+    # a chat template's tool turn: its own text around the output, each piece encoded once
+    obs_ids = enc(step.before) + obs_ids + enc(step.after)
     start = len(s.ids)
     s.ids += obs_ids
     s.mask += [0] * len(obs_ids)
