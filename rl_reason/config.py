@@ -141,6 +141,7 @@ Device = Literal["auto", "cpu", "cuda"]
 AnswerFormat = Literal["auto", "gsm8k", "boxed", "plain"]
 Template = Literal["chat", "plain"]
 EngineName = Literal["hf", "vllm", "server"]
+ToolFormat = Literal["fenced", "chat_template"]
 SyncMode = Literal["hotload", "merge"]
 StalePolicy = Literal["drop", "resample"]
 ISCorrection = Literal["token_truncate", "seq_truncate", "seq_mask"]
@@ -443,6 +444,13 @@ class RolloutConfig(Section):
         doc="Keyword arguments of the environment, e.g. `{timeout_s: 5, memory_mb: 512, rollout_s: 30}`.",
         factory=dict,
     )
+    tool_format: ToolFormat = setting(
+        "fenced",
+        doc="How the python tool is called: `fenced` (a ```` ```python ```` block; any model) or "
+        "`chat_template` (the tool schema goes into the prompt through the chat template's "
+        "`tools=`, the model calls with `<tool_call>{...}</tool_call>`, the output comes back as "
+        "the template's tool turn; needs a template that renders tools and tool messages).",
+    )
 
     def validate(self, at: str) -> None:
         if self.engine == "server" and not self.servers:
@@ -476,6 +484,10 @@ class RolloutConfig(Section):
                 envs.resolve(self.tools[0])
             except ConfigError as exc:
                 raise self.invalid(at, "tools", str(exc).removeprefix("rollout.tools: ")) from None
+        if self.tool_format == "chat_template" and self.tools and self.tools != ["python"]:
+            raise self.invalid(
+                at, "tool_format", "chat_template calls are for the built-in python tool; use fenced"
+            )
 
 
 @dataclass

@@ -409,25 +409,31 @@ def load_records(
 # --------------------------------------------------------------------------- tokenization
 
 
-def render_prompt(record: PromptRecord, tokenizer) -> str:
-    """The prompt text the model sees: chat template applied, generation prompt appended."""
+def render_prompt(record: PromptRecord, tokenizer, tools: Optional[list] = None) -> str:
+    """The prompt text the model sees: chat template applied, generation prompt appended;
+    ``tools`` (JSON schemas) go to the template's ``tools=`` (rollout.tool_format)."""
     if record.messages is not None:
         if not getattr(tokenizer, "chat_template", None):
             raise DataError(
                 f"record {record.id}: the tokenizer has no chat template; set data.template=plain"
             )
-        return tokenizer.apply_chat_template(record.messages, tokenize=False, add_generation_prompt=True)
+        extra = {"tools": tools} if tools else {}
+        return tokenizer.apply_chat_template(
+            record.messages, tokenize=False, add_generation_prompt=True, **extra
+        )
     if record.text is None:
         raise DataError(f"record {record.id} has neither messages nor text")
     return record.text
 
 
-def tokenize_prompts(records: Iterable[PromptRecord], tokenizer) -> list[list[int]]:
+def tokenize_prompts(
+    records: Iterable[PromptRecord], tokenizer, tools: Optional[list] = None
+) -> list[list[int]]:
     """Token ids per record. Chat-rendered text already holds the template's special tokens,
     so it is encoded without adding more (no doubled BOS); plain text gets the usual ones."""
     out: list[list[int]] = []
     for rec in records:
-        text = render_prompt(rec, tokenizer)
+        text = render_prompt(rec, tokenizer, tools)
         ids = tokenizer(text, add_special_tokens=rec.messages is None)["input_ids"]
         out.append(list(ids))
     return out

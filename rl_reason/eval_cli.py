@@ -116,6 +116,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument(
         "--tool-output-tokens", type=int, default=256, help="longest tool output spliced in (default 256)"
     )
+    p.add_argument(
+        "--tool-format",
+        default="fenced",
+        choices=["fenced", "chat_template"],
+        help="python tool calls as fenced blocks (default) or in the chat template's format",
+    )
     return p
 
 
@@ -319,6 +325,18 @@ def tool_settings(args):
     return ToolSettings(make_factory(names, {}), args.max_tool_calls, args.tool_output_tokens)
 
 
+def _tools_for(args, tokenizer):
+    """--tools with --tool-format chat_template: calls in the tokenizer's template format."""
+    settings = getattr(args, "tool_settings", None)
+    if settings is None or getattr(args, "tool_format", "fenced") != "chat_template":
+        return settings
+    import dataclasses
+
+    from rl_reason.envs.chat_tools import chat_template_factory
+
+    return dataclasses.replace(settings, make_env=chat_template_factory(settings.make_env, tokenizer))
+
+
 def _progress():
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -355,7 +373,7 @@ def _one_pass(
         chunk_prompts=max(1, args.batch_size // args.samples),
         seed=args.seed,
         on_chunk=lambda n: progress.advance(task, n),
-        tools=getattr(args, "tool_settings", None),
+        tools=_tools_for(args, policy_tok),
         tokenizer=policy_tok,
     )
     wall = time.perf_counter() - t0
@@ -480,6 +498,7 @@ def _settings(args, eval_set, greedy: bool, temperature: float) -> dict[str, Any
         "compare": bool(args.compare),
         "tools": getattr(args, "tools", None),
         "max_tool_calls": args.max_tool_calls if getattr(args, "tools", None) else None,
+        "tool_format": getattr(args, "tool_format", "fenced") if getattr(args, "tools", None) else None,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "rl_reason_version": __version__,
     }

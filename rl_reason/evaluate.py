@@ -210,7 +210,7 @@ def generate_and_grade(
         t1 = time.perf_counter()
         # as in training: the model's token count for length rewards, the turns, a group per prompt
         batch = scorer.score(
-            [r.completion_text for r in rollouts],
+            [multiturn.graded_text(r) for r in rollouts],  # tool rollouts: the final model turn
             [multiturn.checker_fields(chunk[r.prompt_index].fields, r) for r in rollouts],
             groups=[r.prompt_index for r in rollouts],
         )
@@ -228,7 +228,7 @@ def generate_and_grade(
                     prompt_id=rec.id,
                     sample=index,
                     completion=r.completion_text,
-                    extracted=extract_final(kind, r.completion_text),
+                    extracted=extract_final(kind, multiturn.graded_text(r)),
                     gold=None if gold is None else str(gold),
                     correct=bool(ok),
                     tokens=sum(r.model_mask()),  # the model's own tokens (not tool output)

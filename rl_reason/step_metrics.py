@@ -98,4 +98,5 @@ def rollout_rows(
         )
         if r.turns:  # multi-turn: each turn, what the tool returned and its time
             rows[-1]["turns"] = [t.as_dict() for t in r.turns]
+            rows[-1]["graded"] = r.answer_text  # what the checkers graded: the final model turn
     return rows

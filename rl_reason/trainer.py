@@ -68,7 +68,7 @@ class Trainer:
         self._load_data()
         self._build_models(make_engine)
         self.sampling = SamplingParams.from_config(cfg.rollout)
-        self.tools = multiturn.settings_from_config(cfg.rollout)  # None: single-turn
+        self.tools = multiturn.settings_from_config(cfg.rollout, self.policy.tokenizer)  # None: 1 turn
         self.producer = make_producer(self)  # rollout.max_staleness: sample now or ahead
 
         self._build_scorer()
@@ -254,7 +254,7 @@ class Trainer:
         ]
         # groups (the prompt index) and step: for rewards.shaping's batch-level length rewards
         groups = [r.prompt_index for r in rollouts]
-        scores = self.scorer.score([r.completion_text for r in rollouts], fields, groups=groups)
+        scores = self.scorer.score([multiturn.graded_text(r) for r in rollouts], fields, groups=groups)
         t_score = time.perf_counter() - t0
 
         # 3. advantages: per sequence here (groups never span ranks); per-token algorithms

@@ -6,12 +6,15 @@ An environment is a small object made fresh for every rollout::
         stop = ("</call>",)          # strings after which sampling pauses and step() is asked
         def reset(self, fields) -> str | None: ...   # the prompt (None: the dataset's prompt)
         def step(self, model_text: str) -> Step: ... # what the model wrote in this turn
+        def answer(self, model_text: str) -> str: ...  # optional: what of the final model
+                                                      # turn the checkers grade (default: all)
 
 ``step`` is called when a turn ends: the sampler produced one of ``stop`` (or the model
 ended its text with EOS). It returns a ``Step``: an ``observation`` (text spliced into the
 sequence as a tool turn, after which the model continues), ``done=True`` (the rollout ends
 here), or neither (the stop string was not a call: keep sampling the same turn). Tool text is
 tokenized once by the driver (rl_reason.rollout.multiturn) and never gets gradient.
+Checkers grade the final model turn only (tool output never), as ``answer`` reads it.
 
 Environments are named like checkers: a registry name (``python``), ``package.module:function``
 (a factory called with the recipe's ``rollout.tool_params``), or the ``rl_reason.envs``
@@ -40,6 +43,10 @@ class Step:
     timed_out: bool = False
     seconds: float = 0.0  # time the tool took
     info: dict = field(default_factory=dict)
+    # template text spliced around the observation (a chat template's tool turn); never cut by
+    # rollout.tool_output_tokens, which cuts the observation only
+    before: str = ""
+    after: str = ""
 
     @property
     def is_call(self) -> bool:

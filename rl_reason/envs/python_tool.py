@@ -44,6 +44,19 @@ def call_code(text: str) -> Optional[str]:
     return None if "```" in body else body
 
 
+def strip_calls(text: str) -> str:
+    """``text`` without its python-tagged fenced blocks (closed, or open to the end): code is
+    a call, never an answer, so a box inside it (``print("\\boxed{42}")``) is not graded."""
+    out, pos = [], 0
+    while (m := _OPEN.search(text, pos)) is not None:
+        out.append(text[pos : m.start()])
+        close = text.find("```", m.end())
+        if close < 0:
+            return "".join(out)
+        pos = close + 3
+    return "".join(out) + text[pos:]
+
+
 def format_output(text: str) -> str:
     return f"\n```output\n{text.rstrip()}\n```\n"
 
@@ -76,20 +89,28 @@ class PythonTool:
         self.spent_s = 0.0
         return None  # the dataset's prompt
 
+    def answer(self, model_text: str) -> str:
+        """What of the final model turn the checkers grade: its prose, without code blocks."""
+        return strip_calls(model_text)
+
     def step(self, model_text: str) -> Step:
         code = call_code(model_text)
         if code is None:
             return Step()  # no complete python block at the end: not a call
+        step = self.execute(code)
+        step.observation = format_output(step.observation or "")
+        return step
+
+    def execute(self, code: str) -> Step:
+        """Run ``code``; the observation is what it printed (or the error), unwrapped."""
         if self.spent_s >= self.rollout_s:
             return Step(
-                format_output(f"error: this rollout's tool time ({self.rollout_s:g}s) is spent"),
+                f"error: this rollout's tool time ({self.rollout_s:g}s) is spent",
                 error=True,
                 info={"status": "budget"},
             )
         if not code.strip():
-            return Step(
-                format_output("error: the python block is empty"), error=True, info={"status": "empty"}
-            )
+            return Step("error: the python block is empty", error=True, info={"status": "empty"})
         return self._run(code)
 
     def _run(self, code: str) -> Step:
@@ -101,7 +122,7 @@ class PythonTool:
         except sandbox.SandboxError as exc:  # the sandbox itself failed: an error, not a crash of the run
             seconds = time.monotonic() - t0
             self.spent_s += seconds
-            return Step(format_output(f"error: sandbox failed: {exc}"), error=True, seconds=seconds)
+            return Step(f"error: sandbox failed: {exc}", error=True, seconds=seconds)
         seconds = time.monotonic() - t0
         self.spent_s += seconds
         text = out.stdout
@@ -123,7 +144,7 @@ class PythonTool:
         elif out.stderr.strip():
             text += ("\n" if text else "") + out.stderr.strip()
         return Step(
-            format_output(text),
+            text,
             error=status != "ok",
             timed_out=status == "timeout",
             seconds=seconds,

@@ -48,6 +48,9 @@ class Rollout:
     adapter_version: int = 0  # adapter version it was sampled with (the oldest, when partial)
     # rollout.partial: the version that sampled each completion token (empty: all adapter_version)
     token_versions: list[int] = field(default_factory=list)
+    # multi-turn rollouts: the text the checkers grade, the final model turn (the environment's
+    # ``answer`` of it; "" when the rollout ended on a tool turn). None: completion_text
+    answer_text: Optional[str] = None
 
     def model_mask(self) -> list[int]:
         """1 on every token the model sampled, 0 on tool output."""

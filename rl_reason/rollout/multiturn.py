@@ -57,14 +57,20 @@ class ToolSettings:
     workers: int = 4  # tool calls of one round run in parallel
 
 
-def settings_from_config(rollout_cfg) -> Optional[ToolSettings]:
-    """The recipe's tool settings, or None when ``rollout.tools`` is empty."""
+def settings_from_config(rollout_cfg, tokenizer=None) -> Optional[ToolSettings]:
+    """The recipe's tool settings, or None when ``rollout.tools`` is empty.
+    ``rollout.tool_format: chat_template`` needs the ``tokenizer`` (its chat template)."""
     if not rollout_cfg.tools:
         return None
     from rl_reason.envs import make_factory
 
+    make_env = make_factory(list(rollout_cfg.tools), dict(rollout_cfg.tool_params))
+    if getattr(rollout_cfg, "tool_format", "fenced") == "chat_template":
+        from rl_reason.envs.chat_tools import chat_template_factory
+
+        make_env = chat_template_factory(make_env, tokenizer)
     return ToolSettings(
-        make_env=make_factory(list(rollout_cfg.tools), dict(rollout_cfg.tool_params)),
+        make_env=make_env,
         max_tool_calls=rollout_cfg.max_tool_calls,
         tool_output_tokens=rollout_cfg.tool_output_tokens,
     )
@@ -114,7 +120,9 @@ def generate(
         prompts = [env.reset(rec.fields) for env in envs]
         prompt_records.append(_with_prompt(rec, prompts[0]))
         seqs.extend(_Seq(i, [], env) for env in envs)
-    prompt_ids = tokenize_prompts(prompt_records, tokenizer)
+    # an environment's tool schemas (rollout.tool_format: chat_template) go to the template
+    chat_tools = getattr(seqs[0].env, "chat_tools", None) if seqs else None
+    prompt_ids = tokenize_prompts(prompt_records, tokenizer, tools=chat_tools)
     for s in seqs:
         s.prompt = list(prompt_ids[s.prompt_index])
     env_stops = tuple(dict.fromkeys(st for s in seqs[:1] for st in getattr(s.env, "stop", ())))
@@ -164,9 +172,26 @@ def generate(
             finish_reason=s.finish or "stop",
             loss_mask=s.mask,
             turns=s.turns,
+            answer_text=_answer(s),
         )
         for s in seqs
     ]
+
+
+def _answer(s: _Seq) -> str:
+    """What the checkers grade: the final model turn, as the environment's ``answer(text)``
+    reads it (the python tool drops its code blocks); "" when a tool turn came last. Tool output
+    is never graded, so a box the model's code printed is not the model's answer."""
+    if not s.turns or s.turns[-1].role != "model":
+        return ""
+    text = s.turns[-1].text
+    answer = getattr(s.env, "answer", None)
+    if answer is None:
+        return text
+    try:
+        return str(answer(text))
+    except Exception:  # a user environment's bug must not end the run: nothing is graded
+        return ""
 
 
 def round_results(rollouts: Sequence[Rollout], eos_ids) -> list[tuple[list[int], list[float], str]]:
@@ -217,11 +242,14 @@ def _apply(s: _Seq, step: Step, tools: ToolSettings, tok) -> None:
         s.finish = "tool_limit"  # this call is not run
         return
     s.calls += 1
-    obs_ids = list(tok(step.observation, add_special_tokens=False)["input_ids"])
+    enc = lambda text: list(tok(text, add_special_tokens=False)["input_ids"]) if text else []  # noqa: E731
+    obs_ids = enc(step.observation)
     cut = len(obs_ids) > tools.tool_output_tokens
     if cut:
         note = CUT_NOTE.format(shown=tools.tool_output_tokens, total=len(obs_ids))
-        obs_ids = obs_ids[: tools.tool_output_tokens] + list(tok(note, add_special_tokens=False)["input_ids"])
+        obs_ids = obs_ids[: tools.tool_output_tokens] + enc(note)
+    # a chat template's tool turn: its own text around the output, each piece encoded once
+    obs_ids = enc(step.before) + obs_ids + enc(step.after)
     start = len(s.ids)
     s.ids += obs_ids
     s.mask += [0] * len(obs_ids)
@@ -246,13 +274,22 @@ def _with_prompt(record, prompt: Optional[str]):
 # --------------------------------------------------------------------------- what others read
 
 
+def graded_text(rollout: Rollout) -> str:
+    """The completion the checkers grade: for a multi-turn rollout its final model turn
+    (``Rollout.answer_text``), never the tool output; otherwise the whole completion."""
+    return rollout.completion_text if rollout.answer_text is None else rollout.answer_text
+
+
 def checker_fields(fields: Mapping[str, Any], rollout: Rollout) -> dict:
     """A checker's fields for one rollout: the record's, the model's token count and, for
-    multi-turn rollouts, ``turns`` (a list of Turn dicts)."""
+    multi-turn rollouts, ``turns`` (a list of Turn dicts) and ``transcript`` (the whole
+    decoded completion, tool turns included: for a checker of your own; the completion a
+    checker is given is ``graded_text``)."""
     model_tokens = sum(rollout.loss_mask) if rollout.loss_mask else len(rollout.completion_ids)
     out = dict(fields, completion_tokens=model_tokens)
     if rollout.turns:
         out["turns"] = [t.as_dict() for t in rollout.turns]
+        out["transcript"] = rollout.completion_text
     return out
 
 
