@@ -58,6 +58,9 @@ class _InlineSync:
     def __init__(self, t):
         self.t = t
 
+    def eval_engine(self):
+        return self.t.engine
+
     def next_batch(self, step):
         t = self.t
         local = t.sampler.next_batch()[t.dist.rank :: t.dist.world]
