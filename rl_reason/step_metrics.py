@@ -17,6 +17,7 @@ STEP_MAX = (
     "completion/len_max",
     "rollout/logprob_diff_max",
     "policy/is_weight_max",
+    "policy/is_ratio_max",
     "time/generate_s",
     "time/score_s",
     "time/update_s",

@@ -251,6 +251,7 @@ class _Sums:
         self.weight = 0.0
         self.diff_max = 0.0
         self.is_max = 0.0
+        self.ratio_max = 0.0
         self.sampled = 0.0  # sampled tokens (tool output left out)
 
     def add(self, key: str, value: float, w: float = 1.0) -> None:
@@ -308,11 +309,17 @@ def actor_loss(lr: Learner, t: MicroBatch, k: int, frozen: Frozen, counts: Count
             acc.add("rollout/logprob_diff_mean", float(diff.sum()))
             acc.sampled += float(sampled.sum())
             acc.diff_max = max(acc.diff_max, float(diff.max()) if diff.numel() else 0.0)
+            # the raw ratio over loss tokens, logged with or without a correction: how far off
+            # the sampler's policy the batch is (rollout.max_staleness), and what a cap would cut
+            ratio = torch.exp(offpolicy.log_ratio(old, t.sample_logp))
+            acc.add("policy/is_ratio_mean", float((ratio * t.mask).sum()))
+            on = t.mask > 0
+            if on.any():
+                acc.ratio_max = max(acc.ratio_max, float(ratio[on].max()))
             if is_w is not None:
                 acc.add("policy/is_weight_mean", float((is_w * t.mask).sum()))
                 acc.add("policy/is_clip_frac", float((corr.clipped * t.mask).sum()))
                 acc.add("policy/is_mask_frac", float((corr.masked * t.mask).sum()))
-                on = t.mask > 0
                 if on.any():
                     acc.is_max = max(acc.is_max, float(is_w[on].max()))
     return loss
@@ -345,6 +352,8 @@ def actor_step(lr: Learner, mbs: Sequence[MicroBatch], frozen: Frozen, counts: C
         out["rollout/logprob_diff_max"] = acc.diff_max
     if "policy/is_weight_mean" in out:
         out["policy/is_weight_max"] = acc.is_max
+    if "policy/is_ratio_mean" in out:
+        out["policy/is_ratio_max"] = acc.ratio_max
     out["policy/grad_norm"] = grad_norm
     if getattr(lr.policy, "routing", None) is not None:
         out.update(lr.policy.routing.pop_metrics())

@@ -307,6 +307,22 @@ def test_k1_importance_weights_use_the_samplers_log_probs(k1_run):
         assert r["rollout/logprob_diff_mean"] > 1e-3
         assert r["policy/is_weight_mean"] != pytest.approx(1.0, abs=1e-4)
         assert r["policy/is_weight_max"] <= 1.2 + 1e-6
+        # the raw ratio is logged beside the capped weight; where it passes the cap, tokens are clipped
+        assert r["policy/is_weight_max"] == pytest.approx(min(r["policy/is_ratio_max"], 1.2), abs=1e-6)
+        assert (r["policy/is_clip_frac"] > 0) == (r["policy/is_ratio_max"] > 1.2)
+
+
+def test_k1_with_the_default_correction_logs_the_raw_ratio_and_no_weights(tmp_path):
+    # a user's default recipe: is_cap 0, token_truncate, so no weights; the ratio tells how off-policy
+    _train(tmp_path / "run", "train.steps=3", "rollout.max_staleness=1")
+    rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][1:]
+    assert [r["async/staleness"] for r in rows] == [0, 1, 1]
+    assert not any(k.startswith("policy/is_weight") or k == "policy/is_clip_frac" for r in rows for k in r)
+    assert rows[0]["policy/is_ratio_mean"] == pytest.approx(1.0, abs=1e-4)
+    for r in rows[1:]:
+        assert r["policy/is_ratio_mean"] != pytest.approx(1.0, abs=1e-4)
+        assert r["policy/is_ratio_max"] > 1.0
+        assert r["async/dropped_frac"] == 0.0 and r["async/staleness_hist/1"] >= 1
 
 
 @pytest.mark.slow
@@ -574,3 +590,15 @@ def test_evaluation_in_training_asks_the_producer_for_its_engine(monkeypatch):
     )
     evaluate.evaluate_in_training(trainer)
     assert seen == [eval_engine]
+
+
+def test_k1_with_several_training_processes_is_refused_in_one_line():
+    from rl_reason.errors import ConfigError
+
+    t = _fake_trainer(k=1)
+    t.dist = SimpleNamespace(rank=0, world=2)
+    with pytest.raises(ConfigError, match=r"^rollout.max_staleness >= 1 runs in one training process") as exc:
+        producer_mod.make_producer(t)
+    assert "\n" not in str(exc.value) and "max_staleness=0 with several processes" in str(exc.value)
+    t.cfg.rollout.max_staleness = 0  # K = 0 is the synchronous producer, any number of processes
+    assert isinstance(producer_mod.make_producer(t), producer_mod.SyncProducer)
