@@ -85,7 +85,9 @@ def test_a_completion_cannot_see_another_sequence(policy):
     """Changing one sequence's tokens leaves every other sequence's log-probs bitwise alike (on
     an MoE within float rounding: the experts' batches are made of other tokens then)."""
     p = policy
-    tol = 0.0 if p.routing is None else 1e-6
+    # MoE: other tokens change the experts' batches, so sums round differently (measured up
+    # to 1.4e-6); a leak across sequences would move these log-probs by orders more
+    tol = 0.0 if p.routing is None else 1e-5
     b = _batch()
     idx = list(range(len(ROWS)))
     with torch.no_grad():
