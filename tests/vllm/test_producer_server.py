@@ -63,5 +63,6 @@ def test_server_producer_samples_one_version_behind(lora_server, vllm_tiny_path,
     assert {row["adapter_version"] for row in logged} == {0, 1, 2}
     assert not trainer.producer.backend.alive()  # the thread stopped with the run
     # held-out evaluation ran beside the producer thread (no request named an unloaded adapter)
-    assert [r["step"] for r in rows if "eval/accuracy" in r] == [2, 4]
+    # (the last step's evaluation is eval.at_end's, off here)
+    assert [r["step"] for r in rows if "eval/accuracy" in r] == [2]
     assert trainer.producer.backend._eval_engine is None  # closed with the backend
