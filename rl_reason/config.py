@@ -786,11 +786,11 @@ class TrainConfig(Section):
     warmup_steps: int = setting(0, doc="Linear warm-up steps.", ge=0)
     lr_schedule: LRSchedule = setting("constant", doc="`constant`, `linear` or `cosine` decay after warm-up.")
     micro_batch_tokens: int = setting(
-        768,
+        512,
         doc="Token budget of one forward/backward; a step's sequences are packed into "
         "micro-batches under it and gradients accumulated. Peak memory of the update grows "
-        "with it (about 2 MB per token on the CPU demo's 30-layer model); 768 keeps the "
-        "demo's peak near TRL's default micro-batches of 8 completions (see "
+        "with it (about 3 MB per token on the CPU demo's 30-layer model); 512 keeps the "
+        "demo's peak below TRL's default micro-batches of 8 completions (see "
         "[PACKING.md](PACKING.md)). An out-of-memory "
         "error in the update halves it and runs the step again, once.",
         gt=0,
