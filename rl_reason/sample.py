@@ -13,6 +13,11 @@ Each row holds the prompt (``messages`` for chat templates, as the model saw the
 ``prompt``: the question before the recipe's template, which ``sft`` applies again), the ``completion``, the row's data ``fields`` and the per-checker
 ``rewards``, so the file feeds ``rl-reason sft`` as is (``sft.source: FILE.jsonl``).
 
+``--sample-template TEMPLATE`` samples with another ``data.prompt_template`` (a few-shot
+prompt that shows the answer form, as DeepSeek-R1 built its cold-start set) while the rows are
+written with the recipe's own template: the SFT set then holds the prompt that RL will use,
+not the example the sampler was shown. Records are the same (ids, order, fields) either way.
+
 Never losing work: after each prompt its kept rows are appended to FILE and fsynced, then a
 line for the prompt (id, samples, pass rate, rows kept) is appended to ``FILE.progress`` and
 fsynced. A restarted run (after SIGKILL too) skips every prompt in the progress file and
@@ -24,6 +29,7 @@ written to ``FILE.summary.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -44,6 +50,11 @@ def add_parser(sub) -> None:
         "--n", type=int, default=None, help="completions per prompt (default rollout.num_generations)"
     )
     p.add_argument("--policy", choices=("student", "teacher"), default="student")
+    p.add_argument(
+        "--sample-template",
+        default=None,
+        help="data.prompt_template for sampling only (must contain {prompt}); rows keep the recipe's",
+    )
 
 
 def _progress_path(out: Path) -> Path:
@@ -124,6 +135,7 @@ def sample(
     limit: Optional[int] = None,
     n: Optional[int] = None,
     policy: str = "student",
+    sample_template: Optional[str] = None,
 ) -> dict:
     """Sample, grade and write; returns the summary (also FILE.summary.json)."""
     import torch
@@ -138,6 +150,19 @@ def sample(
     out.parent.mkdir(parents=True, exist_ok=True)
     n = n or cfg.rollout.num_generations
     records = data.load_records(cfg.data, seed=cfg.train.seed)
+    # what the model is shown: the same records under the sampling template, when one is given
+    shown = records
+    if sample_template is not None:
+        if "{prompt}" not in sample_template:
+            from rl_reason.errors import ConfigError
+
+            raise ConfigError(
+                f"--sample-template {sample_template!r} has no {{prompt}}: put {{prompt}} where the question goes"
+            )
+        shown_cfg = dataclasses.replace(cfg.data, prompt_template=sample_template)
+        shown = data.load_records(shown_cfg, seed=cfg.train.seed)
+        assert [r.id for r in shown] == [r.id for r in records]
+    shown_by_id = {r.id: r for r in shown}
     if limit is not None:
         records = records[:limit]
     done = restore(out)
@@ -178,7 +203,7 @@ def sample(
                 # seeded by the chunk's first prompt: a restart samples its prompts afresh
                 torch.manual_seed(step_seed(cfg.train.seed, chunk[0][0], 0))
                 recs = [r for _, r in chunk]
-                ids = data.tokenize_prompts(recs, pol.tokenizer)
+                ids = data.tokenize_prompts([shown_by_id[r.id] for r in recs], pol.tokenizer)
                 rollouts = engine.generate(ids, n, sampling)
                 fields = [
                     dict(recs[r.prompt_index].fields, completion_tokens=len(r.completion_ids))
@@ -248,7 +273,15 @@ def run(args) -> int:
         raise ConfigError(
             "--policy teacher: the recipe has no teacher (set teacher.model and/or teacher.adapter)"
         )
-    s = sample(cfg, Path(args.out), keep=args.keep, limit=args.limit, n=args.n, policy=args.policy)
+    s = sample(
+        cfg,
+        Path(args.out),
+        keep=args.keep,
+        limit=args.limit,
+        n=args.n,
+        policy=args.policy,
+        sample_template=args.sample_template,
+    )
     print(
         f"{s['prompts']} prompts x {s['samples'] // max(1, s['prompts'])} samples: pass@1 {s['pass_at_1']:.3f}, "
         f"{s['prompts_with_correct']} prompts with a correct completion; {s['rows']} rows in {s['out']}"

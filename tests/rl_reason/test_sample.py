@@ -119,3 +119,34 @@ def test_sample_flags_are_checked(capsys, tmp_path):
     assert main(["sample", str(TINY), "--out", str(tmp_path / "o.jsonl"), "--policy", "teacher"]) == 2
     err = capsys.readouterr().err
     assert "--limit must be > 0" in err and "no teacher" in err
+
+
+def test_sample_template_shows_the_model_one_prompt_and_writes_the_recipes(tiny_cfg, tmp_path, monkeypatch):
+    from rl_reason import data
+    from rl_reason.errors import ConfigError
+    from rl_reason.sample import sample
+
+    seen = []
+    real = data.tokenize_prompts
+
+    def spy(recs, tok):
+        seen.extend(r.messages[-1]["content"] for r in recs)
+        return real(recs, tok)
+
+    monkeypatch.setattr(data, "tokenize_prompts", spy)
+    cfg = tiny_cfg(*CHECK)
+    out = tmp_path / "kept.jsonl"
+    s = sample(cfg, out, keep="best", limit=3, n=2, sample_template="EXAMPLE 2+3=5. {prompt}")
+    rows = read_jsonl(out)
+    assert s["prompts"] == 3 and len(rows) == 3 and len(seen) == 3
+    assert all(t.startswith("EXAMPLE 2+3=5. ") for t in seen)  # the model saw the example
+    plain = data.load_records(cfg.data, seed=cfg.train.seed)[:3]
+    for r, rec in zip(rows, plain):  # the rows hold the recipe's own prompt, same records
+        assert r["prompt_id"] == rec.id and r["messages"] == rec.messages
+        assert "EXAMPLE" not in json.dumps(r["messages"])
+    try:
+        sample(cfg, tmp_path / "x.jsonl", limit=1, n=1, sample_template="no placeholder")
+    except ConfigError as e:
+        assert "{prompt}" in str(e)
+    else:
+        raise AssertionError("a template without {prompt} was accepted")
