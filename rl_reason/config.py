@@ -550,11 +550,13 @@ class AlgorithmConfig(Section):
         True, doc="Leave out groups whose rewards are all equal (they carry no signal)."
     )
     mask_truncated: bool = setting(False, doc="No loss on completions that hit `max_new_tokens`.")
-    is_cap: float = setting(
-        0.0,
+    is_cap: Optional[float] = setting(
+        None,
         doc="Truncated importance sampling: weight each token by min(exp(trainer log-prob - "
-        "sampler log-prob), is_cap) to correct for a sampler (vLLM) that differs from the "
-        "trainer. 0 is off.",
+        "sampler log-prob), is_cap) to correct for a sampler (vLLM, or an older adapter with "
+        "`rollout.max_staleness` >= 1) that differs from the trainer. 0 is off. Unset: 2 when "
+        "`rollout.max_staleness` >= 1 (without it K=1 did not reach K=0's held-out accuracy on "
+        "the demo; see [ASYNC.md](ASYNC.md)), else 0.",
         ge=0,
     )
     gamma: float = setting(1.0, doc="PPO: discount of GAE.", ge=0, le=1)

@@ -268,7 +268,7 @@ def actor_loss(lr: Learner, t: MicroBatch, k: int, frozen: Frozen, counts: Count
     old = frozen.old_lp[k] if frozen.old_lp[k] is not None else logp.detach()
     # off-policy correction against the sampler's own log-probs (an older adapter with
     # rollout.max_staleness >= 1, or vLLM): rl_reason/algorithms/offpolicy.py
-    corr = offpolicy.correction(alg, old, t.sample_logp, t.valid)
+    corr = offpolicy.correction(alg, old, t.sample_logp, t.valid, cfg.rollout.max_staleness)
     is_w = corr.weights if corr is not None else None
     loss, stats = algorithms.policy_loss(
         logp,

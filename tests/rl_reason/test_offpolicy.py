@@ -45,6 +45,20 @@ def test_seq_mask_drops_a_sequence_outside_the_band():
     assert capped.clipped.tolist() == [[False, True, False], [False, False, False]]
 
 
+def test_an_unset_cap_is_2_for_asynchronous_runs_and_off_for_synchronous_ones():
+    alg = SimpleNamespace(is_cap=None, is_correction="token_truncate", is_band_low=0.5, is_band_high=2.0)
+    assert offpolicy.effective_is_cap(alg, 0) == 0.0
+    assert offpolicy.effective_is_cap(alg, 1) == offpolicy.effective_is_cap(alg, 3) == 2.0
+    assert offpolicy.correction(alg, LOGP, BEHAVIOUR, VALID, max_staleness=0) is None  # K=0 as before
+    w = offpolicy.correction(alg, LOGP, BEHAVIOUR, VALID, max_staleness=1)
+    ref = offpolicy.token_truncate(LOGP, BEHAVIOUR, VALID, cap=2.0, low=0.5, high=2.0)
+    assert torch.equal(w.weights, ref.weights) and float(w.weights.max()) <= 2.0
+    alg.is_cap = 0.0  # set by the recipe: off, whatever the staleness
+    assert offpolicy.correction(alg, LOGP, BEHAVIOUR, VALID, max_staleness=1) is None
+    alg.is_cap = 5.0
+    assert offpolicy.effective_is_cap(alg, 1) == 5.0
+
+
 def test_correction_follows_the_recipe():
     alg = SimpleNamespace(is_cap=0.0, is_correction="token_truncate", is_band_low=0.5, is_band_high=2.0)
     assert offpolicy.correction(alg, LOGP, BEHAVIOUR, VALID) is None  # off, as before

@@ -312,16 +312,17 @@ def test_k1_importance_weights_use_the_samplers_log_probs(k1_run):
         assert (r["policy/is_clip_frac"] > 0) == (r["policy/is_ratio_max"] > 1.2)
 
 
-def test_k1_with_the_default_correction_logs_the_raw_ratio_and_no_weights(tmp_path):
-    # a user's default recipe: is_cap 0, token_truncate, so no weights; the ratio tells how off-policy
+def test_k1_with_the_default_correction_caps_the_weights_at_2(tmp_path):
+    # a user's recipe that leaves algorithm.is_cap unset: with max_staleness 1 the update weights
+    # tokens by min(ratio, 2) (offpolicy.ASYNC_IS_CAP); the raw ratio is logged beside the weight
     _train(tmp_path / "run", "train.steps=3", "rollout.max_staleness=1")
     rows = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()][1:]
     assert [r["async/staleness"] for r in rows] == [0, 1, 1]
-    assert not any(k.startswith("policy/is_weight") or k == "policy/is_clip_frac" for r in rows for k in r)
     assert rows[0]["policy/is_ratio_mean"] == pytest.approx(1.0, abs=1e-4)
     for r in rows[1:]:
         assert r["policy/is_ratio_mean"] != pytest.approx(1.0, abs=1e-4)
         assert r["policy/is_ratio_max"] > 1.0
+        assert r["policy/is_weight_max"] == pytest.approx(min(r["policy/is_ratio_max"], 2.0), abs=1e-6)
         assert r["async/dropped_frac"] == 0.0 and r["async/staleness_hist/1"] >= 1
 
 

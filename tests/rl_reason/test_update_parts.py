@@ -131,7 +131,7 @@ def test_actor_step_is_the_clipped_surrogate_gradient(loss_name):
             epochs=1,
             policy_loss=loss_name,
         ),
-        rollout=types.SimpleNamespace(temperature=1.0, max_new_tokens=5),
+        rollout=types.SimpleNamespace(temperature=1.0, max_new_tokens=5, max_staleness=0),
         train=types.SimpleNamespace(max_grad_norm=1e9),
     )
     opt = torch.optim.SGD([policy.table], lr=1.0)
