@@ -600,7 +600,9 @@ class AlgorithmConfig(Section):
         "offpolicy.py): `token_truncate` (per token min(ratio, `is_cap`), on when `is_cap` > 0), "
         "`seq_truncate` (each sequence weighted by its geometric-mean ratio clamped to "
         "[`is_band_low`, `is_band_high`]), `seq_mask` (a sequence whose geometric-mean ratio "
-        "leaves the band is left out of the loss).",
+        "leaves the band is left out of the loss; the sequences kept are weighted as by "
+        "`token_truncate`, so with an unset `is_cap` and `rollout.max_staleness` >= 1 they are "
+        "capped at 2).",
     )
     is_band_low: float = setting(0.5, doc="Lower edge of the sequence-level ratio band.", gt=0)
     is_band_high: float = setting(2.0, doc="Upper edge of the sequence-level ratio band.", gt=0)

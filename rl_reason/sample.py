@@ -9,7 +9,8 @@ the recipe's checkers in their worker processes. Which completions are written (
 - ``shortest-correct``: the correct completion with the fewest tokens;
 - ``best``: the completion with the highest total reward (correct or not), ties to the shorter.
 
-Each row holds the prompt (``messages`` for chat templates, as the model saw them; else
+Each row holds the prompt (``messages`` for chat templates, with the recipe's prompt template
+even when ``--sample-template`` showed the model another; else
 ``prompt``: the question before the recipe's template, which ``sft`` applies again), the ``completion``, the row's data ``fields`` and the per-checker
 ``rewards``, so the file feeds ``rl-reason sft`` as is (``sft.source: FILE.jsonl``).
 
@@ -161,7 +162,8 @@ def sample(
             )
         shown_cfg = dataclasses.replace(cfg.data, prompt_template=sample_template)
         shown = data.load_records(shown_cfg, seed=cfg.train.seed)
-        assert [r.id for r in shown] == [r.id for r in records]
+        if [r.id for r in shown] != [r.id for r in records]:  # a template must not reorder rows
+            raise RuntimeError("--sample-template changed the data's rows or their order; please report this")
     shown_by_id = {r.id: r for r in shown}
     if limit is not None:
         records = records[:limit]
