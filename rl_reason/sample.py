@@ -24,6 +24,9 @@ line for the prompt (id, samples, pass rate, rows kept) is appended to ``FILE.pr
 fsynced. A restarted run (after SIGKILL too) skips every prompt in the progress file and
 first cuts FILE back to rows of those prompts, so a prompt whose rows were written but whose
 progress line was not is sampled again without leaving its first rows behind: no duplicates.
+The settings that decide the rows (policy, templates, n, ``--keep``, sampling, checkers, seed)
+go to ``FILE.settings.json``; a restarted run with other settings is refused in one line
+(exit 2) instead of mixing rows of two settings in FILE. ``--limit`` may change.
 The summary (prompts, samples, pass@1, prompts with at least one correct, rows) is printed and
 written to ``FILE.summary.json``.
 """
@@ -68,6 +71,60 @@ def _append(path: Path, rows: list[dict]) -> None:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def _settings_path(out: Path) -> Path:
+    return out.with_name(out.name + ".settings.json")
+
+
+def sampling_settings(cfg, *, keep: str, n: int, policy: str, sample_template: Optional[str]) -> dict:
+    """What decides the rows of FILE (not ``--limit``, which a resumed run may raise)."""
+    r, d = cfg.rollout, cfg.data
+    settings = {
+        "model": cfg.model.name,
+        "init_adapter": cfg.model.init_adapter,
+        "policy": policy,
+        "data": d.source,
+        "prompt_template": d.prompt_template,
+        "system_prompt": d.system_prompt,
+        "template": d.template,
+        "sample_template": sample_template,
+        "n": n,
+        "keep": keep,
+        "temperature": r.temperature,
+        "top_p": r.top_p,
+        "top_k": r.top_k,
+        "max_new_tokens": r.max_new_tokens,
+        "stop": list(r.stop),
+        "checkers": [[c.name, c.weight, dict(c.params)] for c in cfg.rewards.checkers],
+        "seed": cfg.train.seed,
+    }
+    if policy == "teacher":
+        settings["teacher"] = [cfg.teacher.model, cfg.teacher.adapter]
+    return json.loads(json.dumps(settings))  # as the JSON file will hold it
+
+
+def check_settings(out: Path, settings: dict, resuming: bool) -> None:
+    """Refuse to append to FILE rows sampled with other settings; record them for the next run.
+
+    A file written before settings were recorded (progress, no settings file) is taken as is."""
+    from rl_reason.errors import ConfigError
+
+    path = _settings_path(out)
+    if path.exists() and resuming:
+        before = json.loads(path.read_text(encoding="utf-8"))
+        diff = [k for k in sorted(set(before) | set(settings)) if before.get(k) != settings.get(k)]
+        if diff:
+            k = diff[0]
+            raise ConfigError(
+                f"{out} was sampled with {k}={before.get(k)!r}, this run has {k}={settings.get(k)!r}"
+                f"{f' (and {len(diff) - 1} more)' if len(diff) > 1 else ''}: give another --out, "
+                "or the first run's settings to continue it"
+            )
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(settings, indent=1))
+    os.replace(tmp, path)
 
 
 def restore(out: Path) -> dict[str, dict]:
@@ -168,6 +225,11 @@ def sample(
     if limit is not None:
         records = records[:limit]
     done = restore(out)
+    check_settings(
+        out,
+        sampling_settings(cfg, keep=keep, n=n, policy=policy, sample_template=sample_template),
+        bool(done),
+    )
     todo = [(pos, r) for pos, r in enumerate(records) if r.id not in done]
     if done:
         print(f"{out}: {len(done)} prompts done before, {len(todo)} to go", file=sys.stderr)

@@ -150,3 +150,53 @@ def test_sample_template_shows_the_model_one_prompt_and_writes_the_recipes(tiny_
         assert "{prompt}" in str(e)
     else:
         raise AssertionError("a template without {prompt} was accepted")
+
+
+def test_a_resumed_sample_with_other_settings_is_refused_and_more_prompts_are_not(tiny_cfg, tmp_path, capsys):
+    from rl_reason.cli import main
+    from rl_reason.errors import ConfigError
+    from rl_reason.sample import sample
+
+    cfg = tiny_cfg(*CHECK)
+    out = tmp_path / "kept.jsonl"
+    sample(cfg, out, keep="best", limit=2, n=2)
+    settings = json.loads(Path(str(out) + ".settings.json").read_text())
+    assert settings["n"] == 2 and settings["keep"] == "best" and settings["sample_template"] is None
+    rows_before = out.read_text()
+    for kwargs, key in [
+        (dict(keep="best", n=3), "n=2"),
+        (dict(keep="correct", n=2), "keep='best'"),
+        (dict(keep="best", n=2, sample_template="EXAMPLE {prompt}"), "sample_template=None"),
+    ]:
+        try:
+            sample(cfg, out, limit=3, **kwargs)
+        except ConfigError as e:
+            assert key in str(e) and "another --out" in str(e)
+        else:
+            raise AssertionError(f"{kwargs} appended to rows sampled with other settings")
+        assert out.read_text() == rows_before  # nothing written, nothing cut
+    # other sampling settings through the recipe, from the command line: one line, exit 2
+    assert (
+        main(
+            [
+                "sample",
+                str(TINY),
+                *CHECK,
+                "rollout.temperature=0.5",
+                "--keep",
+                "best",
+                "--n",
+                "2",
+                "--limit",
+                "3",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
+    assert "temperature=1.0" in capsys.readouterr().err
+    # the same settings with a larger --limit continue the file
+    s = sample(cfg, out, keep="best", limit=3, n=2)
+    assert s["prompts"] == 3 and len(read_jsonl(out)) == 3
+    assert out.read_text().startswith(rows_before)
