@@ -195,9 +195,29 @@ def check_keep_best(cfg: RunConfig, source: str) -> None:
         raise _fail("checkpoint.keep_best", f"{metric} will never be logged: {why}", source)
 
 
+def check_processes(cfg: RunConfig, source: str) -> None:
+    """``rollout.max_staleness`` >= 1 in one training process: refused before the model loads
+    (torchrun and ``accelerate launch`` set WORLD_SIZE), not after, on every rank.
+    ``producer.make_producer`` keeps the same check for a process group made another way."""
+    import os
+
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+    except ValueError:
+        return
+    if cfg.rollout.max_staleness >= 1 and world > 1:
+        raise _fail(
+            "rollout.max_staleness",
+            f"{cfg.rollout.max_staleness} (asynchronous) runs in one training process for now, and "
+            f"this launch has {world} (WORLD_SIZE); use rollout.max_staleness=0 with several processes",
+            source,
+        )
+
+
 def preflight(cfg: RunConfig, source: str = "<config>") -> None:
     """Every check above; the first problem found is raised as a one-line ConfigError."""
     check_device(cfg, source)
+    check_processes(cfg, source)
     check_data(cfg, source)
     check_eval_data(cfg, source)
     check_keep_best(cfg, source)

@@ -4,6 +4,7 @@ model loads (the CLI cases are in test_bad_input_config.py; these call the funct
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,23 @@ def test_float16_on_the_cpu_is_refused():
     with pytest.raises(ConfigError, match="^model.dtype: float16 is not supported on the CPU"):
         preflight.check_device(load_config(None, ["model.dtype=float16", "model.device=cpu"]), "r")
     preflight.check_device(load_config(None, ["model.dtype=bfloat16", "model.device=cpu"]), "r")
+
+
+def test_async_with_several_processes_is_refused_before_the_model_loads(monkeypatch, tmp_path, capsys):
+    from rl_reason.cli import main
+
+    k1 = load_config(None, ["rollout.max_staleness=1"])
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ConfigError) as exc:
+        preflight.check_processes(k1, "r.yaml")
+    assert str(exc.value).startswith("rollout.max_staleness: 1 (asynchronous) runs in one training process")
+    assert "has 2 (WORLD_SIZE)" in str(exc.value) and "max_staleness=0" in str(exc.value)
+    preflight.check_processes(load_config(None, []), "r.yaml")  # K = 0: any number of processes
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    preflight.check_processes(k1, "r.yaml")  # one process: fine
+    # through the CLI: exit 2 with the one line, and no run directory made (nothing loaded)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    tiny = Path(__file__).resolve().parents[2] / "recipes" / "test" / "tiny_grpo.yaml"
+    run_dir = tmp_path / "run"
+    assert main(["train", str(tiny), "rollout.max_staleness=1", "--run-dir", str(run_dir)]) == 2
+    assert "has 4 (WORLD_SIZE)" in capsys.readouterr().err and not run_dir.exists()
