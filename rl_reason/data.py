@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -103,6 +103,13 @@ def _make_record(rid: str, question: str, fields: dict, cfg: DataConfig) -> Prom
         text = (cfg.system_prompt + "\n\n" if cfg.system_prompt else "") + body
         return PromptRecord(id=rid, messages=None, text=text, fields=fields, question=question)
     raise DataError(f"data.template={cfg.template!r} is not one of: chat, plain")
+
+
+def retemplated(record: PromptRecord, cfg: DataConfig, prompt_template: str) -> PromptRecord:
+    """The same record (id, question, fields) under another ``data.prompt_template``."""
+    return _make_record(
+        record.id, record.question, record.fields, replace(cfg, prompt_template=prompt_template)
+    )
 
 
 # --------------------------------------------------------------------------- synthetic task

@@ -10,6 +10,7 @@ needed to validate); their errors come when the run loads them.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -199,8 +200,6 @@ def check_processes(cfg: RunConfig, source: str) -> None:
     """``rollout.max_staleness`` >= 1 in one training process: refused before the model loads
     (torchrun and ``accelerate launch`` set WORLD_SIZE), not after, on every rank.
     ``producer.make_producer`` keeps the same check for a process group made another way."""
-    import os
-
     try:
         world = int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:

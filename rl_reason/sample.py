@@ -33,7 +33,6 @@ written to ``FILE.summary.json``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -207,21 +206,13 @@ def sample(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     n = n or cfg.rollout.num_generations
-    records = data.load_records(cfg.data, seed=cfg.train.seed)
-    # what the model is shown: the same records under the sampling template, when one is given
-    shown = records
-    if sample_template is not None:
-        if "{prompt}" not in sample_template:
-            from rl_reason.errors import ConfigError
+    if sample_template is not None and "{prompt}" not in sample_template:
+        from rl_reason.errors import ConfigError
 
-            raise ConfigError(
-                f"--sample-template {sample_template!r} has no {{prompt}}: put {{prompt}} where the question goes"
-            )
-        shown_cfg = dataclasses.replace(cfg.data, prompt_template=sample_template)
-        shown = data.load_records(shown_cfg, seed=cfg.train.seed)
-        if [r.id for r in shown] != [r.id for r in records]:  # a template must not reorder rows
-            raise RuntimeError("--sample-template changed the data's rows or their order; please report this")
-    shown_by_id = {r.id: r for r in shown}
+        raise ConfigError(
+            f"--sample-template {sample_template!r} has no {{prompt}}: put {{prompt}} where the question goes"
+        )
+    records = data.load_records(cfg.data, seed=cfg.train.seed)
     if limit is not None:
         records = records[:limit]
     done = restore(out)
@@ -267,7 +258,13 @@ def sample(
                 # seeded by the chunk's first prompt: a restart samples its prompts afresh
                 torch.manual_seed(step_seed(cfg.train.seed, chunk[0][0], 0))
                 recs = [r for _, r in chunk]
-                ids = data.tokenize_prompts([shown_by_id[r.id] for r in recs], pol.tokenizer)
+                # what the model is shown: the same records under the sampling template, if any
+                shown = (
+                    recs
+                    if sample_template is None
+                    else [data.retemplated(r, cfg.data, sample_template) for r in recs]
+                )
+                ids = data.tokenize_prompts(shown, pol.tokenizer)
                 rollouts = engine.generate(ids, n, sampling)
                 fields = [
                     dict(recs[r.prompt_index].fields, completion_tokens=len(r.completion_ids))

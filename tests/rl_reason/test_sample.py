@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from rl_reason.sample import choose
 from rl_reason.tracking import read_jsonl
 
@@ -144,12 +146,8 @@ def test_sample_template_shows_the_model_one_prompt_and_writes_the_recipes(tiny_
     for r, rec in zip(rows, plain):  # the rows hold the recipe's own prompt, same records
         assert r["prompt_id"] == rec.id and r["messages"] == rec.messages
         assert "EXAMPLE" not in json.dumps(r["messages"])
-    try:
+    with pytest.raises(ConfigError, match=r"\{prompt\}"):
         sample(cfg, tmp_path / "x.jsonl", limit=1, n=1, sample_template="no placeholder")
-    except ConfigError as e:
-        assert "{prompt}" in str(e)
-    else:
-        raise AssertionError("a template without {prompt} was accepted")
 
 
 def test_a_resumed_sample_with_other_settings_is_refused_and_more_prompts_are_not(tiny_cfg, tmp_path, capsys):
@@ -168,12 +166,9 @@ def test_a_resumed_sample_with_other_settings_is_refused_and_more_prompts_are_no
         (dict(keep="correct", n=2), "keep='best'"),
         (dict(keep="best", n=2, sample_template="EXAMPLE {prompt}"), "sample_template=None"),
     ]:
-        try:
+        with pytest.raises(ConfigError) as exc:  # else it appends to rows of other settings
             sample(cfg, out, limit=3, **kwargs)
-        except ConfigError as e:
-            assert key in str(e) and "another --out" in str(e)
-        else:
-            raise AssertionError(f"{kwargs} appended to rows sampled with other settings")
+        assert key in str(exc.value) and "another --out" in str(exc.value)
         assert out.read_text() == rows_before  # nothing written, nothing cut
     # other sampling settings through the recipe, from the command line: one line, exit 2
     assert (
